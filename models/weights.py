@@ -1,0 +1,78 @@
+"""Loading a user's (or a shipped) state_dict into a zoo model, with errors that say what is wrong."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from mobile_export.errors import WeightsError, first_few
+
+# Keys under which training scripts commonly nest the state_dict inside a checkpoint.
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "model_ema")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a plain tensor dict from ``path`` with ``torch.load(weights_only=True)``."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file '{p}' does not exist; pass the path of a saved state_dict.")
+    try:
+        obj: Any = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise WeightsError(
+            f"weights file '{p}' is not a plain state_dict torch.load(weights_only=True) can read ({reason}); "
+            "save it with torch.save(model.state_dict(), PATH)."
+        ) from None
+    if isinstance(obj, Mapping):
+        for key in _NESTED_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(
+            f"weights file '{p}' holds a {type(obj).__name__}, not a dict of tensors; "
+            "save it with torch.save(model.state_dict(), PATH)."
+        )
+    # DataParallel / torch.compile prefixes.
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        for prefix in ("module.", "_orig_mod."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """Strictly load ``state_dict``; on mismatch, name the first few offending keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)}≠{tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {first_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {first_few(unexpected)}")
+    if wrong:
+        problems.append(f"shape mismatches {first_few(wrong, 3)}")
+    if problems:
+        hint = ""
+        if wrong and any(k.split(".")[-2:-1] for k in wrong):
+            hint = " (a different classifier size needs --num-classes)"
+        raise WeightsError(
+            f"weights '{source}' do not fit {type(model).__name__}: {'; '.join(problems)}{hint}."
+        )
+    model.load_state_dict(state_dict, strict=True)
+    return model

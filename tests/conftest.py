@@ -1,0 +1,38 @@
+"""Shared test fixtures. ``../shared`` (beside the checkout) holds the datasets and the
+torchvision oracle; tests that need it skip with a reason when it is absent."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MOBILE_EXPORT_SHARED", REPO.parent / "shared"))
+GOLDEN_DIR = SHARED / "torchvision-golden"
+CIFAR10_TAR = SHARED / "datasets" / "cifar10-train.tar.gz"
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (../shared is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return _need(GOLDEN_DIR, "torchvision golden files")
+
+
+@pytest.fixture(scope="session")
+def cifar10_tar() -> Path:
+    return _need(CIFAR10_TAR, "CIFAR-10 archive")
+
+
+@pytest.fixture(scope="session")
+def golden_fill(golden_dir):
+    spec = importlib.util.spec_from_file_location("tv_golden_fill", golden_dir / "fill.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
