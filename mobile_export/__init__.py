@@ -4,6 +4,10 @@ Heavy imports (TensorFlow, onnxruntime) happen lazily, so ``import mobile_export
 """
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
+
 __version__ = "0.1.0"
 
 _LAZY = {

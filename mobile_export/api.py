@@ -1,0 +1,220 @@
+"""The Python API the CLI is a thin layer over: ``export(name, ...) -> ExportResult``.
+
+Pipeline: registered spec → torch model (+weights) → ONNX (+onnxsim, checked with onnxruntime) →
+own NHWC lowering → TFLite (fp32/fp16/int8/dynamic) → fidelity check on the host runtime (XNNPACK)
+→ artifacts written atomically to ``OUT/NAME/PRECISION/``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobile_export import artifacts, report
+from mobile_export.errors import InvalidOptionError
+from mobile_export.metrics import compare
+from mobile_export.models import ModelConfig, build_model, configure
+from mobile_export.options import ExportOptions, IOType, Precision
+
+log = logging.getLogger(__name__)
+
+# Fidelity bounds every export must meet against PyTorch (float exports) — see the README.
+BOUNDS = {
+    Precision.FP32: {"max_rel": 1e-4},
+    Precision.FP16: {"cosine_min": 0.9999},
+    Precision.DYNAMIC: {"cosine_min": 0.99},
+    Precision.INT8: {"top1_agreement": 0.0},  # int8 is judged by the calibration hold-back report
+}
+
+UNTRAINED_WARNING = (
+    "UNTRAINED WEIGHTS: no --weights given, so this model has random initial weights; its outputs "
+    "mean nothing and accuracy figures are not meaningful. Pass --weights PATH (or a registered name)."
+)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+    passed: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tflite_path(self) -> Path:
+        return self.out_dir / "model.tflite"
+
+
+class _Stages:
+    """Times each pipeline stage and logs it (progress on stderr)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        log.info("%s ...", name)
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.times[name] = round(time.perf_counter() - t0, 3)
+        log.info("%s done in %.1f s", name, self.times[name])
+        return out
+
+
+def check_inputs(config: ModelConfig, count: int, seed: int) -> np.ndarray:
+    """Inputs for the built-in fidelity check: seeded normal noise in the normalized input space
+    plus real images from the embedded default set (so real activation statistics are exercised)."""
+    rng = np.random.default_rng(seed)
+    n_rand = max(1, count // 2)
+    x = [rng.standard_normal((n_rand, *config.input_shape_nchw[1:]), dtype=np.float32)]
+    try:
+        from mobile_export.calibration import load_calibration
+
+        real = load_calibration(None, config, num=count - n_rand, seed=seed).inputs
+        x.append(real[: count - n_rand])
+    except ImportError:  # pragma: no cover - calibration package always ships
+        pass
+    return np.concatenate(x).astype(np.float32)
+
+
+def _representative(config: ModelConfig, options: ExportOptions):
+    from mobile_export.calibration import load_calibration
+
+    calib = load_calibration(options.calibration, config, num=options.num_calibration, seed=options.seed)
+    nhwc = calib.inputs.transpose(0, 2, 3, 1)
+    batch = options.batch
+
+    def gen():
+        for i in range(0, len(nhwc) - batch + 1, batch):
+            yield np.ascontiguousarray(nhwc[i:i + batch])
+
+    return calib, gen
+
+
+def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportResult:
+    """Export registered model ``name``; ``kwargs`` are ExportOptions fields (``precision="int8"``...)."""
+    from mobile_export.lowering import LoweredGraph
+    from mobile_export.onnx_export import check_onnx_against_torch, export_onnx, run_onnxruntime
+    from mobile_export.runtime import TFLiteModel, op_histogram, xnnpack_partitions
+    from mobile_export.tflite_convert import convert
+
+    options = options or ExportOptions(**kwargs)
+    if kwargs and options is not None and not isinstance(options, ExportOptions):
+        raise InvalidOptionError("pass either an ExportOptions or keyword options, not both.")
+    config = configure(name, weights=options.weights, num_classes=options.num_classes, input_size=options.input_size)
+    precision = options.precision
+    final_dir = options.out_dir / name / precision.value
+    artifacts.check_writable(options.out_dir)
+    warnings: list[str] = []
+    if config.weights is None:
+        warnings.append(UNTRAINED_WARNING)
+        log.warning(UNTRAINED_WARNING)
+
+    st = _Stages()
+    torch.manual_seed(options.seed)
+    model = st.run("build model", build_model, config)
+    in_shape = (options.batch, *config.input_shape_nchw[1:])
+    proto = st.run("export ONNX + onnxsim", export_onnx, model, in_shape, input_name=config.input_name,
+                   output_name=config.output_name, opset=options.opset)
+    x = check_inputs(config, options.check_samples * options.batch, options.seed)
+    ort_check = st.run("check onnxruntime vs PyTorch", check_onnx_against_torch, proto, model, x, config.input_name)
+
+    calib, representative = None, None
+    if precision is Precision.INT8:
+        calib, representative = st.run("load calibration data", _representative, config, options)
+        warnings.extend(calib.warnings)
+    lowered = LoweredGraph(proto, fake_quant=precision is Precision.INT8)
+    tflite = st.run(f"convert to TFLite {precision.value}", convert, lowered,
+                    (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
+                    precision=precision, representative=representative, io_type=options.io_type)
+
+    tfl = TFLiteModel(tflite)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = st.run("run TFLite (XNNPACK)", tfl.run, x.transpose(0, 2, 3, 1))
+    ort_out = run_onnxruntime(proto, x, config.input_name)
+    fidelity = {
+        "tflite_vs_torch": compare(got, ref),
+        "tflite_vs_onnxruntime": compare(got, ort_out),
+        "onnxruntime_vs_torch": ort_check,
+        "bounds": BOUNDS[precision],
+    }
+    fidelity["passed"] = _within(fidelity["tflite_vs_torch"], BOUNDS[precision])
+    partitions = xnnpack_partitions(tflite)
+    ops = op_histogram(tflite)
+    one_partition = partitions["partitions"] == 1 and not partitions["outside"]
+    if not one_partition:
+        warnings.append(f"XNNPACK splits the graph into {partitions['partitions']} partitions; "
+                        f"outside: {', '.join(partitions['outside'][:5])}")
+    latency = tfl.latency_ms()
+
+    manifest = build_manifest(config, precision, options, tflite, proto, tfl, lowered, calib)
+    rep = report.build(
+        manifest=manifest, config=config, precision=precision, warnings=warnings, stages=st.times,
+        fidelity=fidelity, partitions=partitions, ops=ops, latency=latency, calibration=calib,
+    )
+    passed = bool(fidelity["passed"] and one_partition)
+    rep["passed"] = passed
+    with artifacts.atomic_dir(final_dir) as tmp:
+        (tmp / "model.onnx").write_bytes(proto.SerializeToString())
+        (tmp / "model.tflite").write_bytes(tflite)
+        (tmp / "manifest.json").write_text(artifacts.dumps(manifest))
+        (tmp / "report.json").write_text(artifacts.dumps(rep))
+        (tmp / "report.md").write_text(report.to_markdown(rep))
+    log.info("wrote %s", final_dir)
+    return ExportResult(final_dir, manifest, rep, passed, warnings)
+
+
+def _within(metrics: dict, bounds: dict) -> bool:
+    for key, bound in bounds.items():
+        if key.startswith("max_"):
+            if metrics[key] > bound:
+                return False
+        elif metrics[key] < bound:
+            return False
+    return True
+
+
+def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowered, calib) -> dict:
+    weights = None
+    if config.weights_spec is not None:
+        weights = {"name": config.weights_spec.name, "sha256": artifacts.sha256_file(config.weights_spec.path)}
+    elif config.weights is not None:
+        weights = {"path": Path(config.weights).name, "sha256": artifacts.sha256_file(config.weights)}
+
+    def io(info):
+        d = info.as_dict()
+        d["layout"] = "NHWC" if len(info.shape) == 4 else "NC"
+        return d
+
+    recipe = list(lowered.recipe) + [f"{r.tensor}: fixed int8 range [{r.lo:g}, {r.hi:g}]"
+                                     for r in lowered.fixed_ranges] * (precision is Precision.INT8)
+    return {
+        "schema_version": 1,
+        "model": config.name,
+        "family": config.spec.family,
+        "precision": precision.value,
+        "io_type": options.io_type.value if precision is Precision.INT8 else "float",
+        "num_classes": config.num_classes,
+        "weights": weights,
+        "trained": weights is not None,
+        "tflite_sha256": artifacts.sha256_bytes(tflite),
+        "onnx_sha256": artifacts.sha256_bytes(proto.SerializeToString()),
+        "inputs": [io(i) for i in tfl.inputs],
+        "outputs": [io(o) for o in tfl.outputs],
+        "preprocessing": config.preprocessing(),
+        "labels": list(config.labels) if config.labels else None,
+        "calibration": None if calib is None else {
+            "source": calib.source, "kind": calib.kind, "count": calib.count,
+            "seed": calib.seed, "sha256": calib.sha256,
+        },
+        "recipe": recipe,
+        "versions": artifacts.versions(),
+    }
+
+
+__all__ = ["ExportOptions", "ExportResult", "IOType", "Precision", "export"]

@@ -1,0 +1,129 @@
+"""``mobile-export`` command line: a thin layer over the Python API.
+
+    mobile-export NAME [--int8 | --fp16 | --dynamic] [--weights PATH] ...   (= mobile-export export NAME ...)
+    mobile-export list [--family F]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from mobile_export.errors import MobileExportError
+
+SUBCOMMANDS = ("export", "list")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one sentence, exit 2, no usage dump
+        self.exit(2, f"mobile-export: error: {message} (see --help).\n")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a registered model to TFLite (the default command)")
+    p.add_argument("name", help="registered model name (see `mobile-export list`)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--int8", dest="precision", action="store_const", const="int8", help="full-integer int8")
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="float16 weights")
+    prec.add_argument("--dynamic", dest="precision", action="store_const", const="dynamic",
+                      help="dynamic-range quantization (int8 weights, float activations)")
+    p.set_defaults(precision="fp32")
+    p.add_argument("--weights", help="state_dict path, or a registered weights name such as cifar10")
+    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--input-size", type=_positive_int, help="square input size H (= W)")
+    p.add_argument("--batch", type=_positive_int, default=1)
+    p.add_argument("--calibration", help="calibration images dir, ImageFolder tree, or .npy/.npz (int8)")
+    p.add_argument("--num-calibration", type=_positive_int, default=256)
+    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float"], help="int8 model I/O type")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="dist", help="output root (default: dist)")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mobile-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _export_parser(sub)
+    lp = sub.add_parser("list", help="list registered models")
+    lp.add_argument("--family")
+    lp.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from mobile_export.models import count_macs, count_params, get_model, get_spec, list_models
+
+    names = list_models(args.family)
+    if not names:
+        from mobile_export.errors import UserError
+
+        raise UserError(f"no models in family '{args.family}'; run `mobile-export list` to see the families.")
+    rows = [("name", "family", "input", "params", "MACs", "weights")]
+    for n in names:
+        spec = get_spec(n)
+        m = get_model(n)
+        rows.append((n, spec.family, str(spec.input_size), f"{count_params(m) / 1e6:.3f}M",
+                     f"{count_macs(m, spec.input_size) / 1e6:.1f}M", ",".join(spec.weights) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from mobile_export.api import export
+    from mobile_export.options import ExportOptions
+
+    opts = ExportOptions(
+        precision=args.precision, weights=args.weights, num_classes=args.num_classes, input_size=args.input_size,
+        batch=args.batch, out_dir=args.out, io_type=args.io, calibration=args.calibration,
+        num_calibration=args.num_calibration, seed=args.seed,
+    )
+    res = export(args.name, opts)
+    f = res.report["fidelity"]["tflite_vs_torch"]
+    x = res.report["xnnpack"]
+    print(f"{res.tflite_path}  ({res.manifest['precision']}, {res.tflite_path.stat().st_size / 1e6:.2f} MB)")
+    print(f"  vs PyTorch: max rel {f['max_rel']:.2e}, cosine {f['cosine_min']:.6f}, top-1 agreement "
+          f"{f['top1_agreement']:.3f}; XNNPACK partitions {x['partitions']} (outside {len(x['outside'])}); "
+          f"latency {res.report['latency']['tflite_1_thread']['median_ms']:.2f} ms")
+    for w in res.warnings:
+        print(f"  WARNING: {w}")
+    print(f"  report: {res.out_dir / 'report.md'} -> {'PASS' if res.passed else 'FAIL'}")
+    return 0 if res.passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        argv.insert(0, "export")  # `mobile-export NAME ...` is `mobile-export export NAME ...`
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="mobile-export: %(message)s", stream=sys.stderr)
+    try:
+        return {"export": _cmd_export, "list": _cmd_list}[args.command](args)
+    except MobileExportError as e:
+        print(f"mobile-export: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mobile-export: interrupted; nothing was written to the output directory.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Replays a (simplified, rewritten) ONNX graph as TensorFlow ops in NHWC.
+
+``LoweredGraph(proto)(x_nhwc)`` is meant to be traced inside a ``tf.function``; every weight becomes
+a graph constant (no variables, so no READ_VARIABLE ops reach the TFLite model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import tensorflow as tf
+from onnx import numpy_helper
+
+from . import ops_conv, ops_elementwise, ops_shape  # noqa: F401  (register the lowerings)
+from .passes import run_passes
+from .registry import Value, attrs, check_supported, lowering_for
+
+
+@dataclass
+class FixedRange:
+    tensor: str
+    lo: float
+    hi: float
+
+
+@dataclass
+class LoweringContext:
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, list[int]]
+    producers: dict[str, onnx.NodeProto]
+    fake_quant: bool = False
+    env: dict[str, Value] = field(default_factory=dict)
+    fixed_ranges: list[FixedRange] = field(default_factory=list)
+
+    def value(self, name: str) -> Value:
+        return self.env[name]
+
+    def is_const(self, name: str) -> bool:
+        return name in self.consts
+
+    def const(self, name: str) -> np.ndarray:
+        return self.consts[name]
+
+    def shape_of(self, name: str) -> list[int] | None:
+        return self.shapes.get(name)
+
+    def concat_pieces(self, name: str) -> list[Value] | None:
+        """The channel-axis operands of the Concat that produced ``name``, if one did."""
+        node = self.producers.get(name)
+        if node is None or node.op_type != "Concat" or int(attrs(node)["axis"]) not in (1, -3):
+            return None
+        return [self.env[i] for i in node.input]
+
+    def fixed_range(self, t, lo: float, hi: float, name: str):
+        """Pin an exactly known int8 range on ``t`` (fake-quant node read by the TF converter)."""
+        self.fixed_ranges.append(FixedRange(name, lo, hi))
+        if not self.fake_quant:
+            return t
+        return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
+
+
+class LoweredGraph:
+    def __init__(self, proto: onnx.ModelProto, *, fake_quant: bool = False):
+        self.model, self.recipe = run_passes(proto)
+        g = self.model.graph
+        check_supported(g.node)
+        self.fake_quant = fake_quant
+        self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        inferred = onnx.shape_inference.infer_shapes(proto)  # before our custom-domain nodes exist
+        self.shapes = {
+            vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+        }
+        self.producers = {o: n for n in g.node for o in n.output}
+        init_names = set(self.consts)
+        self.input_names = [i.name for i in g.input if i.name not in init_names]
+        self.output_names = [o.name for o in g.output]
+        self.fixed_ranges: list[FixedRange] = []
+
+    def __call__(self, x) -> dict[str, tf.Tensor]:
+        ctx = LoweringContext(self.consts, self.shapes, self.producers, fake_quant=self.fake_quant)
+        ctx.env[self.input_names[0]] = Value(x, nhwc=True)
+        for node in self.model.graph.node:
+            outs = lowering_for(node)(ctx, node)
+            for name, v in zip(node.output, outs):
+                ctx.env[name] = v
+        self.fixed_ranges = ctx.fixed_ranges
+        result = {}
+        for name in self.output_names:
+            v = ctx.env[name]
+            result[name] = tf.transpose(v.t, [0, 3, 1, 2]) if v.nhwc else v.t
+        return result
+
+    def op_types(self) -> list[str]:
+        return [n.op_type for n in self.model.graph.node]

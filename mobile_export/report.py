@@ -1,0 +1,77 @@
+"""report.json (schema-versioned) and report.md, built from what an export measured."""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+REPORT_SCHEMA_VERSION = 1
+
+
+def build(*, manifest, config, precision, warnings, stages, fidelity, partitions, ops, latency,
+          calibration=None, extra: dict | None = None) -> dict[str, Any]:
+    rep = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": config.name,
+        "precision": precision.value,
+        "trained": manifest["trained"],
+        "warnings": list(warnings),
+        "stages_s": stages,
+        "fidelity": fidelity,
+        "xnnpack": partitions,
+        "ops": ops,
+        "transpose_ops": ops.get("TRANSPOSE", 0),
+        "latency": {"tflite_1_thread": latency},
+        "tflite_sha256": manifest["tflite_sha256"],
+        "calibration": manifest["calibration"],
+    }
+    if extra:
+        rep.update(extra)
+    return rep
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# mobile-export report: {rep['model']} ({rep['precision']})", ""]
+    verdict = "PASS" if rep.get("passed") else "FAIL"
+    lines.append(f"**Result: {verdict}**")
+    lines.append("")
+    for w in rep["warnings"]:
+        lines.append(f"> **Warning:** {w}")
+        lines.append("")
+    fid = rep["fidelity"]
+    lines += ["## Fidelity", "", "| comparison | max abs | max rel | cosine (min) | SQNR dB | top-1 agr. | top-5 agr. |",
+              "|---|---|---|---|---|---|---|"]
+    for key in ("tflite_vs_torch", "tflite_vs_onnxruntime"):
+        m = fid[key]
+        lines.append(f"| {key.replace('_', ' ')} | {_fmt(m['max_abs'])} | {_fmt(m['max_rel'])} | "
+                     f"{_fmt(m['cosine_min'])} | {_fmt(m['sqnr_db'])} | {_fmt(m['top1_agreement'])} | "
+                     f"{_fmt(m['top5_agreement'])} |")
+    lines += ["", f"Bounds against PyTorch: {fid['bounds']} → {'met' if fid['passed'] else 'NOT met'}", ""]
+    x = rep["xnnpack"]
+    lines += ["## Graph", "", f"- XNNPACK partitions: {x['partitions']} (nodes outside: {len(x['outside'])})",
+              f"- TRANSPOSE ops: {rep['transpose_ops']}",
+              "- ops: " + ", ".join(f"{k}×{v}" for k, v in rep["ops"].items()), ""]
+    lat = rep["latency"]
+    lines += ["## Latency (host, XNNPACK)", "", "| run | median ms | p90 ms |", "|---|---|---|"]
+    for k, v in lat.items():
+        if isinstance(v, dict) and "median_ms" in v:
+            lines.append(f"| {k} | {v['median_ms']:.3f} | {v['p90_ms']:.3f} |")
+    for k, v in lat.items():
+        if not isinstance(v, dict):
+            lines.append(f"\n{k}: {_fmt(v)}")
+    lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in rep["stages_s"].items()]
+    if rep.get("calibration"):
+        c = rep["calibration"]
+        lines += ["", f"Calibration: {c['kind']} `{c['source']}`, {c['count']} samples, seed {c['seed']}, sha256 {c['sha256'][:16]}…"]
+    if rep.get("int8"):
+        lines += ["", "## Int8 vs float on the calibration hold-back", ""]
+        for k, v in rep["int8"].items():
+            lines.append(f"- {k}: {_fmt(v) if not isinstance(v, dict) else v}")
+    return "\n".join(lines) + "\n"
