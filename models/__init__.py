@@ -24,7 +24,7 @@ from .registry import (
     list_models,
     register_model,
 )
-from .weights import load_into, read_state_dict
+from .weights import estimate_bn_statistics, load_into, read_state_dict
 
 # Importing a family module registers its models.
 from . import mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401
@@ -87,6 +87,6 @@ def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
 
 __all__ = [
     "DEFAULT_REGISTRY", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig", "ModelSpec", "PaperFigures",
-    "Registry", "WeightsSpec", "build_model", "configure", "count_macs", "count_params", "get_model",
+    "Registry", "WeightsSpec", "build_model", "estimate_bn_statistics", "configure", "count_macs", "count_params", "get_model",
     "get_spec", "list_models", "load_into", "read_state_dict", "register_model",
 ]

@@ -76,3 +76,28 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
         )
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+@torch.no_grad()
+def estimate_bn_statistics(model: nn.Module, inputs: torch.Tensor, batch: int = 16) -> nn.Module:
+    """Re-estimate BatchNorm running statistics from ``inputs`` (cumulative average, weights untouched).
+
+    Untrained models keep freshly initialised BN statistics (mean 0, var 1), with which activations
+    shrink layer after layer until the logits are ~1e-18: useless for checking a conversion.
+    Estimating the statistics on real inputs gives well-scaled activations, as a trained model has."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model.eval()
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over all batches
+    model.train()
+    try:
+        for i in range(0, len(inputs), batch):
+            model(inputs[i:i + batch])
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
+    return model
