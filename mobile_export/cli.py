@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
         argv.insert(0, "export")  # `mobile-export NAME ...` is `mobile-export export NAME ...`
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed its one-line error (or --help)
+        return int(e.code or 0)
     if args.command is None:
         parser.print_help()
         return 2

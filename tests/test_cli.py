@@ -107,9 +107,9 @@ def test_checkpoint_with_nested_state_dict_loads(tmp_path):
 
 
 def test_conflicting_precisions_exit_2(capsys):
-    with pytest.raises(SystemExit) as ei:
-        main(["mobilenet_v2", "--int8", "--fp16"])
-    assert ei.value.code == 2
+    code, _, err = run(["mobilenet_v2", "--int8", "--fp16"], capsys)
+    assert code == 2
+    assert "not allowed with argument" in _error_line(err)
 
 
 def test_console_script_entry_point():

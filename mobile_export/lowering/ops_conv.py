@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from mobile_export.errors import UnsupportedOpError
 
+from . import xnn
 from .registry import Value, as_int_list, attrs, lowers, same_padding
 
 
@@ -51,14 +52,14 @@ def conv(ctx, node):
     else:
         # Grouped convolution: SPLIT the input, one CONV_2D per group, CONCATENATION; every
         # piece is an op XNNPACK runs, so the graph stays in one partition.
-        pieces = tf.split(t, group, axis=3)
+        pieces = xnn.split(t, group, axis=3)
         og = out_c // group
         outs = [
             tf.nn.conv2d(p, tf.constant(w[i * og:(i + 1) * og].transpose(2, 3, 1, 0)), [1, *strides, 1],
                          padding, dilations=dil)
             for i, p in enumerate(pieces)
         ]
-        y = tf.concat(outs, axis=3)
+        y = xnn.concat(outs, axis=3)
     if b is not None:
         y = tf.nn.bias_add(y, tf.constant(b))
     return [Value(y, nhwc=True)]

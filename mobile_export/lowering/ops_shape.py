@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from mobile_export.errors import UnsupportedOpError
 
+from . import xnn
 from .registry import Value, as_int_list, attrs, lowers, nchw_axis_to_nhwc
 
 
@@ -82,7 +83,7 @@ def concat(ctx, node):
     if any(v.nhwc != nhwc for v in vals):
         raise UnsupportedOpError("Concat", node.name, "mixes NHWC and plain operands")
     ax = nchw_axis_to_nhwc(axis, 4) if nhwc else axis
-    return [Value(tf.concat([v.t for v in vals], axis=ax), nhwc=nhwc, nonneg=all(v.nonneg for v in vals))]
+    return [Value(xnn.concat([v.t for v in vals], axis=ax), nhwc=nhwc, nonneg=all(v.nonneg for v in vals))]
 
 
 @lowers("Split")
@@ -99,7 +100,7 @@ def split(ctx, node):
     else:
         sizes = [size // len(node.output)] * len(node.output)
     # Equal parts lower to SPLIT (XNNPACK runs it); unequal ones need SPLIT_V, which it does not.
-    parts = tf.split(x.t, len(sizes), axis=ax) if len(set(sizes)) == 1 else tf.split(x.t, sizes, axis=ax)
+    parts = xnn.split(x.t, len(sizes), axis=ax) if len(set(sizes)) == 1 else tf.split(x.t, sizes, axis=ax)
     return [Value(p, nhwc=x.nhwc, nonneg=x.nonneg) for p in parts]
 
 
@@ -147,9 +148,9 @@ def channel_shuffle(ctx, node):
     n, h, w, c = (int(d) for d in x.t.shape)
     pieces = ctx.concat_pieces(node.input[0])
     if pieces is None or len(pieces) != g or any(int(p.t.shape[3]) != c // g for p in pieces):
-        pieces = [Value(p) for p in tf.split(x.t, g, axis=3)]
+        pieces = [Value(p) for p in xnn.split(x.t, g, axis=3)]
     stacked = [tf.reshape(p.t, [n, h, w, c // g, 1]) for p in pieces]
-    y = tf.reshape(tf.concat(stacked, axis=4), [n, h, w, c])
+    y = tf.reshape(xnn.concat(stacked, axis=4), [n, h, w, c])
     return [Value(y, nhwc=True, nonneg=x.nonneg)]
 
 
