@@ -215,6 +215,7 @@ def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowere
             "seed": calib.seed, "sha256": calib.sha256,
         },
         "recipe": recipe,
+        "layers": lowered.layers(),
         "versions": artifacts.versions(),
     }
 

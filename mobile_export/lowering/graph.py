@@ -5,6 +5,7 @@ a graph constant (no variables, so no READ_VARIABLE ops reach the TFLite model).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,23 @@ class LoweringContext:
         return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
 
 
+def scope_name(index: int, node: onnx.NodeProto) -> str:
+    """A TF-safe, unique scope name for an ONNX node, e.g. ``n012_Conv``."""
+    return f"n{index:03d}_{re.sub(r'[^A-Za-z0-9_]', '_', node.op_type)}"
+
+
+def module_path(node_name: str) -> str:
+    """PyTorch module path from a TorchScript-exported node name:
+    ``/features/features.1/block/block.0/block.0.0/Conv`` → ``features.1.block.0.0``."""
+    segments: list[str] = []
+    for comp in [p for p in node_name.split("/") if p][:-1]:
+        if segments and comp.startswith(segments[-1].split(".")[0] + ".") and comp.count(".") > segments[-1].count("."):
+            segments[-1] = comp  # "features" then "features.1": the same attribute, one level deeper
+        else:
+            segments.append(comp)
+    return ".".join(segments)
+
+
 class LoweredGraph:
     def __init__(self, proto: onnx.ModelProto, *, fake_quant: bool = False):
         self.model, self.recipe = run_passes(proto)
@@ -77,12 +95,24 @@ class LoweredGraph:
         self.input_names = [i.name for i in g.input if i.name not in init_names]
         self.output_names = [o.name for o in g.output]
         self.fixed_ranges: list[FixedRange] = []
+        self.scopes = [scope_name(i, n) for i, n in enumerate(g.node)]
+
+    def layers(self) -> list[dict]:
+        """Scope ↔ ONNX node ↔ PyTorch module path, for per-layer comparisons."""
+        return [
+            {"scope": sc, "onnx_node": n.name, "op_type": n.op_type, "outputs": list(n.output),
+             "module": module_path(n.name)}
+            for sc, n in zip(self.scopes, self.model.graph.node)
+        ]
 
     def __call__(self, x) -> dict[str, tf.Tensor]:
         ctx = LoweringContext(self.consts, self.shapes, self.producers, fake_quant=self.fake_quant)
         ctx.env[self.input_names[0]] = Value(x, nhwc=True)
-        for node in self.model.graph.node:
-            outs = lowering_for(node)(ctx, node)
+        for i, node in enumerate(self.model.graph.node):
+            # One name scope per ONNX node: TFLite tensor names keep it (fused ops join names with
+            # ';'), which maps every TFLite tensor back to its ONNX node and PyTorch module.
+            with tf.name_scope(self.scopes[i]):
+                outs = lowering_for(node)(ctx, node)
             for name, v in zip(node.output, outs):
                 ctx.env[name] = v
         self.fixed_ranges = ctx.fixed_ranges
