@@ -75,18 +75,34 @@ def run_onnxruntime(proto: onnx.ModelProto, inputs: np.ndarray, input_name: str)
     return np.concatenate(outs)
 
 
+def float32_noise(model: nn.Module, inputs: np.ndarray) -> float:
+    """How far PyTorch's own float32 result is from a float64 run of the same model (max error
+    relative to the largest |output|): no float32 implementation can be held closer than this."""
+    import copy
+
+    with torch.no_grad():
+        y32 = model.eval()(torch.from_numpy(inputs)).double()
+        y64 = copy.deepcopy(model).double().eval()(torch.from_numpy(inputs).double())
+    return float((y32 - y64).abs().max() / y64.abs().max().clamp_min(1e-30))
+
+
 def check_onnx_against_torch(
     proto: onnx.ModelProto, model: nn.Module, inputs: np.ndarray, input_name: str, rtol: float = 1e-4
 ) -> dict:
+    """Raise when onnxruntime's outputs differ from PyTorch's by more than ``rtol`` relative to the
+    largest |output| — or, for ill-conditioned weights, more than 4× PyTorch's own float32 noise."""
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(inputs)).numpy()
     got = run_onnxruntime(proto, inputs, input_name)
     scale = max(float(np.abs(ref).max()), 1e-12)
     rel = float(np.abs(got - ref).max()) / scale
-    log.info("onnxruntime vs PyTorch: max error %.2e relative to max |logit|", rel)
-    if rel > rtol:
+    noise = float32_noise(model, inputs)
+    allowed = max(rtol, 4 * noise)
+    log.info("onnxruntime vs PyTorch: max error %.2e relative to max |logit| (allowed %.1e)", rel, allowed)
+    if rel > allowed:
         raise FidelityError(
-            f"the ONNX export differs from PyTorch by {rel:.2e} (relative), above {rtol:.0e}; "
+            f"the ONNX export differs from PyTorch by {rel:.2e} (relative), above {allowed:.1e}; "
             "the model uses an op the exporter does not translate faithfully."
         )
-    return {"max_abs": float(np.abs(got - ref).max()), "max_rel": rel}
+    return {"max_abs": float(np.abs(got - ref).max()), "max_rel": rel, "float32_noise": noise,
+            "allowed_max_rel": allowed}

@@ -40,7 +40,7 @@ def convert(
     import tensorflow as tf
 
     module = tf.Module()
-    module.serve = tf.function(fn, input_signature=[tf.TensorSpec(input_shape_nhwc, tf.float32, name=input_name)])
+    module.serve = tf.function(fn, autograph=False, input_signature=[tf.TensorSpec(input_shape_nhwc, tf.float32, name=input_name)])
     with tempfile.TemporaryDirectory(prefix="mobile-export-sm-") as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
