@@ -188,4 +188,5 @@ def load_array_file(path: Path, config: Any, *, num: int, seed: int, source: str
     inputs = normalize_array(x, config)
     log.info("calibration: %d of %d samples from %s (%s %s, seed %d)", len(idx), arr.shape[0], source, kind, lay, seed)
     return CalibrationSet.build(inputs, labels=None if labels is None else labels[idx], class_names=class_names,
-                                source=source, kind=kind, seed=seed, warnings=warnings)
+                                source=source, kind=kind, seed=seed, warnings=warnings,
+                                names=[f"row {int(i)}" for i in idx])

@@ -40,6 +40,7 @@ class CalibrationSet:
     seed: int
     sha256: str
     warnings: tuple[str, ...] = ()
+    names: tuple[str, ...] | None = None  # per-sample names (file path, default-set id), when known
 
     @classmethod
     def build(
@@ -52,6 +53,7 @@ class CalibrationSet:
         labels: np.ndarray | None = None,
         class_names: tuple[str, ...] | None = None,
         warnings: tuple[str, ...] | list[str] = (),
+        names: tuple[str, ...] | list[str] | None = None,
     ) -> "CalibrationSet":
         """Construct with ``count`` and ``sha256`` derived from ``inputs``."""
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
@@ -67,6 +69,7 @@ class CalibrationSet:
             seed=int(seed),
             sha256=inputs_sha256(inputs),
             warnings=tuple(warnings),
+            names=tuple(str(n) for n in names) if names is not None else None,
         )
 
     def __post_init__(self) -> None:
@@ -78,6 +81,8 @@ class CalibrationSet:
             raise ValueError(f"count {self.count} != {self.inputs.shape[0]} inputs")
         if self.labels is not None and self.labels.shape != (self.count,):
             raise ValueError(f"labels must have shape ({self.count},), got {self.labels.shape}")
+        if self.names is not None and len(self.names) != self.count:
+            raise ValueError(f"names must have {self.count} entries, got {len(self.names)}")
 
     def __len__(self) -> int:
         return self.count
@@ -111,8 +116,9 @@ class CalibrationSet:
     def _part(self, sl: slice) -> "CalibrationSet":
         inputs = np.ascontiguousarray(self.inputs[sl])
         labels = None if self.labels is None else np.ascontiguousarray(self.labels[sl])
+        names = None if self.names is None else self.names[sl]
         return dataclasses.replace(self, inputs=inputs, labels=labels, count=int(inputs.shape[0]),
-                                   sha256=inputs_sha256(inputs))
+                                   sha256=inputs_sha256(inputs), names=names)
 
     def describe(self) -> dict[str, Any]:
         """The manifest's ``calibration`` entry: source, kind, count, seed, sha256."""

@@ -84,7 +84,7 @@ def _preprocess(arrays: list[np.ndarray], config: Any, desc: str) -> np.ndarray:
 
 def load_default(config: Any, num: int = 256, seed: int = 0) -> CalibrationSet:
     """Up to ``num`` images of the embedded default set, preprocessed for ``config`` (labels None)."""
-    photos, _, images, _, _ = _raw()
+    photos, photo_names, images, _, _ = _raw()
     total = len(photos) + images.shape[0]
     rng = np.random.default_rng(seed)
     p_idx = rng.permutation(len(photos))[:num]
@@ -100,7 +100,9 @@ def load_default(config: Any, num: int = 256, seed: int = 0) -> CalibrationSet:
     warnings.append(note)
     log.info("calibration: %d of %d embedded default images (seed %d)", len(chosen), total, seed)
     inputs = _preprocess(chosen, config, "default calibration")
-    return CalibrationSet.build(inputs, source=DEFAULT_SOURCE, kind="default", seed=seed, warnings=warnings)
+    names = [f"photo:{photo_names[i]}" for i in p_idx] + [f"cifar10:{int(i)}" for i in c_idx]
+    return CalibrationSet.build(inputs, source=DEFAULT_SOURCE, kind="default", seed=seed, warnings=warnings,
+                                names=names)
 
 
 def load_default_labelled(config: Any, num: int | None = None, seed: int = 0) -> CalibrationSet:
@@ -122,4 +124,5 @@ def load_default_labelled(config: Any, num: int | None = None, seed: int = 0) ->
         warnings.append(msg)
     inputs = _preprocess([images[i] for i in idx], config, "default labelled")
     return CalibrationSet.build(inputs, labels=labels[idx], class_names=class_names, source=LABELLED_SOURCE,
-                                kind="default", seed=seed, warnings=warnings)
+                                kind="default", seed=seed, warnings=warnings,
+                                names=[f"cifar10:{int(i)}" for i in idx])

@@ -144,7 +144,8 @@ def _from_directory(root: Path, config: Any, num: int, seed: int, source: str) -
     inputs = load_images(chosen, config)
     labels = None if labels_all is None else labels_all[idx]
     return CalibrationSet.build(inputs, labels=labels, class_names=class_names, source=source,
-                                kind=kind, seed=seed, warnings=warnings)
+                                kind=kind, seed=seed, warnings=warnings,
+                                names=[p.relative_to(root).as_posix() for p in chosen])
 
 
 def load_calibration(

@@ -14,6 +14,8 @@ _LAZY = {
     "export": "mobile_export.api",
     "ExportOptions": "mobile_export.options",
     "Precision": "mobile_export.options",
+    "validate": "mobile_export.validate",
+    "ValidationReport": "mobile_export.validate",
 }
 
 

@@ -28,7 +28,9 @@ BOUNDS = {
     Precision.FP32: {"max_rel": 1e-4, "cosine_min": 0.99999},
     Precision.FP16: {"cosine_min": 0.9999},
     Precision.DYNAMIC: {"cosine_min": 0.99},
-    Precision.INT8: {"top1_agreement": 0.0},  # int8 is judged by the calibration hold-back report
+    # int8 must be fully integer and in one partition; its fidelity (vs fp32 on held-back
+    # calibration images) is reported with a warning below the bar and gated with --gate.
+    Precision.INT8: {},
 }
 
 UNTRAINED_WARNING = (
@@ -44,6 +46,7 @@ class ExportResult:
     report: dict[str, Any]
     passed: bool
     warnings: list[str] = field(default_factory=list)
+    validation: Any = None  # a validate.ValidationReport when export ran with a gate
 
     @property
     def tflite_path(self) -> Path:
@@ -78,25 +81,25 @@ def check_inputs(config: ModelConfig, count: int, seed: int) -> np.ndarray:
     return np.concatenate(x).astype(np.float32)
 
 
-def _representative(config: ModelConfig, options: ExportOptions):
-    from mobile_export.calibration import load_calibration
-
-    calib = load_calibration(options.calibration, config, num=options.num_calibration, seed=options.seed)
-    nhwc = calib.inputs.transpose(0, 2, 3, 1)
-    batch = options.batch
-
-    def gen():
-        for i in range(0, len(nhwc) - batch + 1, batch):
-            yield np.ascontiguousarray(nhwc[i:i + batch])
-
-    return calib, gen
+def build_reference(config: ModelConfig, seed: int = 0) -> torch.nn.Module:
+    """The PyTorch reference of an export, built the one way both ``export`` and ``validate`` use:
+    weights loaded when ``config`` names any; otherwise random weights drawn after
+    ``torch.manual_seed(seed)`` and BN statistics estimated on ``check_inputs(config, 32, seed + 1)``
+    (so activations are well scaled). The caller's torch RNG state is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(config)
+        if config.weights is None:
+            estimate_bn_statistics(model, torch.from_numpy(check_inputs(config, 32, seed + 1)))
+    return model.eval()
 
 
 def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportResult:
     """Export registered model ``name``; ``kwargs`` are ExportOptions fields (``precision="int8"``...)."""
     from mobile_export.lowering import LoweredGraph
     from mobile_export.onnx_export import check_onnx_against_torch, export_onnx, run_onnxruntime
-    from mobile_export.runtime import TFLiteModel, op_histogram, xnnpack_partitions
+    from mobile_export.int8 import MIN_SQNR_DB, MIN_TOP1_AGREEMENT
+    from mobile_export.runtime import TFLiteModel, fully_integer_violations, op_histogram, xnnpack_partitions
     from mobile_export.tflite_convert import convert
 
     options = options or ExportOptions(**kwargs)
@@ -111,27 +114,32 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         warnings.append(UNTRAINED_WARNING)
         log.warning(UNTRAINED_WARNING)
 
+    gate = None
+    if options.gate is not None:  # read the gate file now: a bad one fails before minutes of conversion
+        from mobile_export.gate import read_gate_file
+
+        gate = read_gate_file(options.gate)
     st = _Stages()
-    torch.manual_seed(options.seed)
-    model = st.run("build model", build_model, config)
-    if config.weights is None:
-        # Random weights with BN statistics estimated on images, so activations are well scaled.
-        bn_inputs = torch.from_numpy(check_inputs(config, 32, options.seed + 1))
-        st.run("estimate BN statistics of the untrained model", estimate_bn_statistics, model, bn_inputs)
+    model = st.run("build reference model", build_reference, config, options.seed)
     in_shape = (options.batch, *config.input_shape_nchw[1:])
     proto = st.run("export ONNX + onnxsim", export_onnx, model, in_shape, input_name=config.input_name,
                    output_name=config.output_name, opset=options.opset)
     x = check_inputs(config, options.check_samples * options.batch, options.seed)
     ort_check = st.run("check onnxruntime vs PyTorch", check_onnx_against_torch, proto, model, x, config.input_name)
 
-    calib, representative = None, None
+    calib, int8 = None, None
     if precision is Precision.INT8:
-        calib, representative = st.run("load calibration data", _representative, config, options)
+        from mobile_export.int8 import export_int8
+
+        int8 = export_int8(proto, config, options, st.run)
+        calib, lowered, tflite = int8.calibration, int8.lowered, int8.tflite
         warnings.extend(calib.warnings)
-    lowered = LoweredGraph(proto, fake_quant=precision is Precision.INT8)
-    tflite = st.run(f"convert to TFLite {precision.value}", convert, lowered,
-                    (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
-                    precision=precision, representative=representative, io_type=options.io_type)
+        x = int8.holdout.inputs  # judge int8 on real held-back images, not on noise
+    else:
+        lowered = LoweredGraph(proto)
+        tflite = st.run(f"convert to TFLite {precision.value}", convert, lowered,
+                        (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
+                        precision=precision, io_type=options.io_type)
 
     tfl = TFLiteModel(tflite)
     with torch.no_grad():
@@ -155,12 +163,28 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
     if not one_partition:
         warnings.append(f"XNNPACK splits the graph into {partitions['partitions']} partitions; "
                         f"outside: {', '.join(partitions['outside'][:5])}")
-    latency = tfl.latency_ms()
+    latency = {"tflite_1_thread": tfl.latency_ms()}
+    extra = {}
+    if int8 is not None:
+        offending = fully_integer_violations(tflite)
+        if offending:
+            warnings.append(f"not fully integer: {', '.join(offending[:5])}")
+        if not int8.chosen["meets_bar"]:
+            warnings.append(
+                f"int8 fidelity below the bar on held-back calibration images: SQNR {int8.chosen['sqnr_db']:.1f} dB, "
+                f"top-1 agreement {int8.chosen['top1_agreement']:.3f} vs fp32 (want >= {MIN_SQNR_DB:g} dB and "
+                f">= {MIN_TOP1_AGREEMENT:.0%}); use --gate to fail CI on it.")
+        fp32_model = TFLiteModel(int8.float_tflite)
+        latency = {"tflite_1_thread": tfl.latency_ms(), "fp32_tflite_1_thread": fp32_model.latency_ms()}
+        latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
+        extra["int8"] = {"fully_integer": not offending, "violations": offending, "vs_fp32_holdout": int8.chosen,
+                         "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count)}
+        one_partition = one_partition and not offending
 
-    manifest = build_manifest(config, precision, options, tflite, proto, tfl, lowered, calib)
+    manifest = build_manifest(config, precision, options, tflite, proto, tfl, lowered, calib, int8)
     rep = report.build(
         manifest=manifest, config=config, precision=precision, warnings=warnings, stages=st.times,
-        fidelity=fidelity, partitions=partitions, ops=ops, latency=latency, calibration=calib,
+        fidelity=fidelity, partitions=partitions, ops=ops, latency=latency, calibration=calib, extra=extra,
     )
     passed = bool(fidelity["passed"] and one_partition)
     rep["passed"] = passed
@@ -171,7 +195,13 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         (tmp / "report.json").write_text(artifacts.dumps(rep))
         (tmp / "report.md").write_text(report.to_markdown(rep))
     log.info("wrote %s", final_dir)
-    return ExportResult(final_dir, manifest, rep, passed, warnings)
+    result = ExportResult(final_dir, manifest, rep, passed, warnings)
+    if gate is not None:  # validate the written artifact and apply the gate (mobile_export.validate)
+        from mobile_export.validate import validate
+
+        result.validation = validate(result.tflite_path, reference=name, weights=options.weights, gate=gate)
+        result.passed = passed and result.validation.passed
+    return result
 
 
 def _within(metrics: dict, bounds: dict) -> bool:
@@ -184,7 +214,7 @@ def _within(metrics: dict, bounds: dict) -> bool:
     return True
 
 
-def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowered, calib) -> dict:
+def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowered, calib, int8=None) -> dict:
     weights = None
     if config.weights_spec is not None:
         weights = {"name": config.weights_spec.name, "sha256": artifacts.sha256_file(config.weights_spec.path)}
@@ -197,8 +227,11 @@ def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowere
         d["layout"] = "NHWC" if len(info.shape) == 4 else "NC"
         return d
 
-    recipe = list(lowered.recipe) + [f"{r.tensor}: fixed int8 range [{r.lo:g}, {r.hi:g}]"
-                                     for r in lowered.fixed_ranges] * (precision is Precision.INT8)
+    recipe = list(lowered.recipe)
+    if int8 is not None:
+        recipe += int8.decisions + [
+            f"{r.tensor}: int8 range [{r.lo:.6g}, {r.hi:.6g}] ({'calibrated' if r.calibrated else 'exact bound'})"
+            for r in lowered.fixed_ranges]
     return {
         "schema_version": 1,
         "model": config.name,
@@ -208,6 +241,7 @@ def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowere
         "num_classes": config.num_classes,
         "weights": weights,
         "trained": weights is not None,
+        "seed": options.seed,  # the reference's seed: validate rebuilds an untrained model from it
         "tflite_sha256": artifacts.sha256_bytes(tflite),
         "onnx_sha256": artifacts.sha256_bytes(proto.SerializeToString()),
         "inputs": [io(tfl.inputs[0], config.input_name)],
@@ -224,4 +258,4 @@ def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowere
     }
 
 
-__all__ = ["ExportOptions", "ExportResult", "IOType", "Precision", "export"]
+__all__ = ["ExportOptions", "ExportResult", "IOType", "Precision", "build_reference", "export"]

@@ -2,6 +2,7 @@
 
     mobile-export NAME [--int8 | --fp16 | --dynamic] [--weights PATH] ...   (= mobile-export export NAME ...)
     mobile-export list [--family F]
+    mobile-export validate MODEL.tflite --reference NAME [--data SRC] [--gate FILE] [--junit FILE] ...
 """
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import sys
 
 from mobile_export.errors import MobileExportError
 
-SUBCOMMANDS = ("export", "list")
+SUBCOMMANDS = ("export", "list", "validate")
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -48,6 +56,31 @@ def _export_parser(sub) -> None:
     p.add_argument("--io", default="int8", choices=["int8", "uint8", "float"], help="int8 model I/O type")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dist", help="output root (default: dist)")
+    p.add_argument("--gate", help="gate TOML file: validate the artifact after export and apply the gate")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def _validate_parser(sub) -> None:
+    from mobile_export.gate import THRESHOLDS
+
+    p = sub.add_parser("validate", help="validate a written .tflite against its PyTorch reference",
+                       description="Exit 0: the gate passed; 1: a gate check failed; 2: bad usage or input.")
+    p.add_argument("tflite", help="the model.tflite (manifest.json and model.onnx must be beside it)")
+    p.add_argument("--reference", required=True, help="registered model name the artifact was exported from")
+    p.add_argument("--weights", help="the weights the artifact was exported with (path or registered name)")
+    p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, or cifar10-default "
+                                  "(default: the embedded default set, unlabelled)")
+    p.add_argument("--num", type=_positive_int, help="number of samples (default 256, or the gate file's num)")
+    p.add_argument("--runtime", default="host", choices=["host"], help="where to run TFLite (host: ai-edge-litert)")
+    p.add_argument("--gate", help="gate TOML file (see mobile_export/gate.py); flags below override it")
+    for key, (_, desc) in THRESHOLDS.items():
+        flag = "--" + key.removesuffix("_pp").removesuffix("_db").replace("_", "-")  # --max-top1-drop, --min-sqnr
+        p.add_argument(flag, dest=key, type=_float, metavar="X", help=desc)
+    p.add_argument("--junit", help="write JUnit XML (one testcase per gate check) to this file")
+    p.add_argument("--out", help="report directory (default: validation/ beside the .tflite)")
+    p.add_argument("--seed", type=int, default=0, help="data sampling and bootstrap seed")
+    p.add_argument("--layer-samples", type=_positive_int, default=4, help="samples for the per-layer comparison")
+    p.add_argument("--latency-runs", type=int, help="timed runs per runtime (default 30; 0: skip latency)")
     p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
 
 
@@ -55,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mobile-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _export_parser(sub)
+    _validate_parser(sub)
     lp = sub.add_parser("list", help="list registered models")
     lp.add_argument("--family")
     lp.add_argument("--quiet", action="store_true")
@@ -88,7 +122,7 @@ def _cmd_export(args) -> int:
     opts = ExportOptions(
         precision=args.precision, weights=args.weights, num_classes=args.num_classes, input_size=args.input_size,
         batch=args.batch, out_dir=args.out, io_type=args.io, calibration=args.calibration,
-        num_calibration=args.num_calibration, seed=args.seed,
+        num_calibration=args.num_calibration, seed=args.seed, gate=args.gate,
     )
     res = export(args.name, opts)
     f = res.report["fidelity"]["tflite_vs_torch"]
@@ -99,7 +133,25 @@ def _cmd_export(args) -> int:
           f"latency {res.report['latency']['tflite_1_thread']['median_ms']:.2f} ms")
     for w in res.warnings:
         print(f"  WARNING: {w}")
+    if res.validation is not None:
+        for line in res.validation.summary_lines():
+            print(f"  {line}")
     print(f"  report: {res.out_dir / 'report.md'} -> {'PASS' if res.passed else 'FAIL'}")
+    return 0 if res.passed else 1
+
+
+def _cmd_validate(args) -> int:
+    from mobile_export.gate import THRESHOLDS
+    from mobile_export.validate import validate
+
+    res = validate(
+        args.tflite, reference=args.reference, weights=args.weights, data=args.data, num=args.num,
+        runtime=args.runtime, gate=args.gate, thresholds={k: getattr(args, k) for k in THRESHOLDS},
+        junit=args.junit, out_dir=args.out, seed=args.seed, layer_samples=args.layer_samples,
+        latency_runs=None if args.latency_runs is None else max(0, args.latency_runs),
+    )
+    for line in res.summary_lines():
+        print(line)
     return 0 if res.passed else 1
 
 
@@ -119,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="mobile-export: %(message)s", stream=sys.stderr)
     try:
-        return {"export": _cmd_export, "list": _cmd_list}[args.command](args)
+        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate}[args.command](args)
     except MobileExportError as e:
         print(f"mobile-export: error: {e}", file=sys.stderr)
         return e.exit_code

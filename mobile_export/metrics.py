@@ -27,3 +27,47 @@ def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         "top5_agreement": float(np.mean([t in row for t, row in zip(top1_got, top5_ref)])),
         "samples": int(len(ref)),
     }
+
+
+def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-sample bool: is the label among the ``k`` largest logits?"""
+    logits = np.asarray(logits).reshape(len(logits), -1)
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else np.tile(
+        np.arange(logits.shape[1]), (len(logits), 1))
+    return (top == np.asarray(labels)[:, None]).any(1)
+
+
+def paired_bootstrap_drop(correct_ref: np.ndarray, correct_got: np.ndarray, *, resamples: int = 2000,
+                          seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Accuracy drop ref − got in percentage points with a paired-bootstrap confidence interval.
+
+    Resampling samples with replacement keeps each sample's (ref, got) pair together. Only the
+    per-sample difference d ∈ {−1, 0, +1} matters, so a resample is a multinomial draw of the three
+    counts: exact, and O(resamples) whatever the number of samples. Seeded: same inputs, same CI."""
+    ref = np.asarray(correct_ref, dtype=bool)
+    got = np.asarray(correct_got, dtype=bool)
+    n = int(ref.size)
+    if n == 0:
+        raise ValueError("no samples")
+    d = ref.astype(np.int64) - got.astype(np.int64)
+    p = np.array([(d == 1).sum(), (d == -1).sum(), (d == 0).sum()], dtype=np.float64) / n
+    counts = np.random.default_rng(seed).multinomial(n, p, size=resamples)
+    drops = 100.0 * (counts[:, 0] - counts[:, 1]) / n
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(drops, [alpha, 1.0 - alpha])
+    return {"drop_pp": float(100.0 * d.mean()), "ci_low_pp": float(lo), "ci_high_pp": float(hi),
+            "level": level, "resamples": int(resamples), "seed": int(seed)}
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for ``b`` (ref right, got wrong) and ``c`` (ref wrong, got
+    right) discordant pairs: a binomial test of min(b, c) under p = 1/2. 1.0 when there are none."""
+    from math import comb
+
+    n = int(b) + int(c)
+    if n == 0:
+        return 1.0
+    k = min(int(b), int(c))
+    tail = sum(comb(n, i) for i in range(k + 1))
+    return float(min(1.0, 2 * tail / 2 ** n))

@@ -53,6 +53,8 @@ class ExportOptions:
     seed: int = 0
     check_samples: int = 4  # random + real inputs for the built-in fidelity check
     opset: int = 17
+    search: bool = True  # int8: try other range methods when fidelity is below the bar
+    gate: object = None  # a gate TOML path (or gate.GateFile): validate the artifact after export
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))

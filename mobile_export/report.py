@@ -21,7 +21,7 @@ def build(*, manifest, config, precision, warnings, stages, fidelity, partitions
         "xnnpack": partitions,
         "ops": ops,
         "transpose_ops": ops.get("TRANSPOSE", 0),
-        "latency": {"tflite_1_thread": latency},
+        "latency": latency,
         "tflite_sha256": manifest["tflite_sha256"],
         "calibration": manifest["calibration"],
     }
@@ -71,7 +71,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
         c = rep["calibration"]
         lines += ["", f"Calibration: {c['kind']} `{c['source']}`, {c['count']} samples, seed {c['seed']}, sha256 {c['sha256'][:16]}…"]
     if rep.get("int8"):
-        lines += ["", "## Int8 vs float on the calibration hold-back", ""]
-        for k, v in rep["int8"].items():
-            lines.append(f"- {k}: {_fmt(v) if not isinstance(v, dict) else v}")
+        q = rep["int8"]
+        lines += ["", f"## Int8 vs fp32 TFLite on {q['holdout_samples']} held-back calibration images", "",
+                  f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
+                  "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
+        for a in q["attempts"]:
+            chosen = " (chosen)" if a["method"] == q["vs_fp32_holdout"]["method"] else ""
+            lines.append(f"| {a['method']}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
+                         f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
     return "\n".join(lines) + "\n"

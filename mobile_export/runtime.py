@@ -34,6 +34,20 @@ def runtime_version() -> str:
         return "unknown"
 
 
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite_bytes(model: bytes, name: str) -> None:
+    """Raise ArtifactError unless ``model`` carries the TFLite flatbuffer identifier and loads."""
+    if len(model) < 8 or model[4:8] != TFLITE_IDENTIFIER:
+        raise ArtifactError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4..8); "
+                            "pass the model.tflite that mobile-export wrote.")
+    try:
+        make_interpreter(model, xnnpack=False)
+    except ArtifactError as e:
+        raise ArtifactError(f"{name} is truncated or damaged: {e}") from None
+
+
 def make_interpreter(model: bytes, *, num_threads: int = 1, xnnpack: bool = True, preserve_all: bool = False):
     Interpreter, Resolver = _interpreter_class()
     resolver = Resolver.AUTO if xnnpack else Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -112,6 +126,52 @@ class TFLiteModel:
             outs.append(self.dequantize_output(self.interp.get_tensor(self._out)))
         return np.concatenate(outs)
 
+    def invoker(self):
+        """A no-argument callable running one inference on a fixed zero input (for timing)."""
+        self.interp.set_tensor(self._in, np.zeros(self.inputs[0].shape, dtype=self.inputs[0].dtype))
+        return self.interp.invoke
+
+    def op_outputs(self) -> list[dict]:
+        """Every tensor an op writes, in execution order: ``op_index``, ``op_name``, ``tensor``
+        (index), ``name``, ``shape``, ``dtype``, ``quantized``. Delegate nodes are left out."""
+        details = {d["index"]: d for d in self.interp.get_tensor_details()}
+        out = []
+        for op in self.interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            for t in op["outputs"]:
+                d = details.get(int(t))
+                if d is None:
+                    continue
+                scales = d.get("quantization_parameters", {}).get("scales", ())
+                out.append({"op_index": int(op["index"]), "op_name": op["op_name"], "tensor": int(t),
+                            "name": d["name"], "shape": [int(v) for v in d["shape"]],
+                            "dtype": np.dtype(d["dtype"]).name, "quantized": len(scales) > 0})
+        return out
+
+    def read_tensors(self, x_nhwc: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+        """Run one input batch and read tensors ``indices``, dequantized to float32 with each
+        tensor's own scale / zero point. Needs ``preserve_all=True`` (and ``xnnpack=False``, since
+        a delegate keeps its intermediates to itself)."""
+        self.interp.set_tensor(self._in, self.quantize_input(x_nhwc))
+        self.interp.invoke()
+        details = {d["index"]: d for d in self.interp.get_tensor_details()}
+        out = {}
+        for i in indices:
+            raw = self.interp.get_tensor(i)
+            q = details[i].get("quantization_parameters", {})
+            scales = np.asarray(q.get("scales", ()), dtype=np.float32)
+            if scales.size == 0:
+                out[i] = raw.astype(np.float32)
+                continue
+            zps = np.asarray(q.get("zero_points", ()), dtype=np.float32)
+            if scales.size > 1:  # per-channel: broadcast along the quantized dimension
+                shape = [1] * raw.ndim
+                shape[int(q.get("quantized_dimension", 0))] = -1
+                scales, zps = scales.reshape(shape), zps.reshape(shape)
+            out[i] = ((raw.astype(np.float32) - zps) * scales).astype(np.float32)
+        return out
+
     def latency_ms(self, runs: int = 30, warmup: int = 5) -> dict:
         x = np.zeros(self.inputs[0].shape, dtype=self.inputs[0].dtype)
         self.interp.set_tensor(self._in, x)
@@ -159,3 +219,25 @@ def xnnpack_partitions(model: bytes) -> dict:
                 stack.extend(int(i) for i in op["inputs"] if int(i) >= 0)
     outside = [f"{op['op_name']}#{op['index']}" for op in originals if op["index"] not in covered]
     return {"partitions": len(delegates), "outside": outside, "nodes": len(originals)}
+
+
+INTEGER_OK = {"int8", "uint8", "int32"}  # int32: biases and shape operands
+
+
+def fully_integer_violations(model: bytes) -> list[str]:
+    """Ops that keep an int8 model from being fully integer: QUANTIZE/DEQUANTIZE inside the graph
+    (a uint8 I/O model may have one QUANTIZE at each end) and float activations or weights."""
+    interp = make_interpreter(model, xnnpack=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    io = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
+    out = []
+    for op in interp._get_ops_details():
+        touches = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and not io & set(touches):
+            out.append(f"{op['op_name']}#{op['index']}")
+            continue
+        for i in touches:
+            if np.dtype(tensors[i]["dtype"]).name not in INTEGER_OK and i not in io:
+                out.append(f"{op['op_name']}#{op['index']} ({tensors[i]['name']} is {np.dtype(tensors[i]['dtype']).name})")
+                break
+    return out

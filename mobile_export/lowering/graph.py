@@ -23,6 +23,7 @@ class FixedRange:
     tensor: str
     lo: float
     hi: float
+    calibrated: bool = False  # False: exact bound of ReLU6/hard-sigmoid; True: from calibration data
 
 
 @dataclass
@@ -53,9 +54,10 @@ class LoweringContext:
             return None
         return [self.env[i] for i in node.input]
 
-    def fixed_range(self, t, lo: float, hi: float, name: str):
-        """Pin an exactly known int8 range on ``t`` (fake-quant node read by the TF converter)."""
-        self.fixed_ranges.append(FixedRange(name, lo, hi))
+    def fixed_range(self, t, lo: float, hi: float, name: str, calibrated: bool = False):
+        """Pin an int8 range on ``t`` (a fake-quant node the TF converter reads): the exact bound
+        of a clamping activation, or a range planned from calibration data."""
+        self.fixed_ranges.append(FixedRange(name, lo, hi, calibrated))
         if not self.fake_quant:
             return t
         return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
@@ -79,8 +81,10 @@ def module_path(node_name: str) -> str:
 
 
 class LoweredGraph:
-    def __init__(self, proto: onnx.ModelProto, *, fake_quant: bool = False):
+    def __init__(self, proto: onnx.ModelProto, *, fake_quant: bool = False,
+                 ranges: dict[str, tuple[float, float]] | None = None):
         self.model, self.recipe = run_passes(proto)
+        self.ranges = dict(ranges or {})
         g = self.model.graph
         check_supported(g.node)
         self.fake_quant = fake_quant
@@ -93,6 +97,9 @@ class LoweredGraph:
         self.producers = {o: n for n in g.node for o in n.output}
         init_names = set(self.consts)
         self.input_names = [i.name for i in g.input if i.name not in init_names]
+        first = next(i for i in g.input if i.name == self.input_names[0])
+        dims = [d.dim_value for d in first.type.tensor_type.shape.dim]
+        self.input_shape = (dims[0], dims[2], dims[3], dims[1])  # NHWC
         self.output_names = [o.name for o in g.output]
         self.fixed_ranges: list[FixedRange] = []
         self.scopes = [scope_name(i, n) for i, n in enumerate(g.node)]
@@ -105,7 +112,9 @@ class LoweredGraph:
             for sc, n in zip(self.scopes, self.model.graph.node)
         ]
 
-    def __call__(self, x) -> dict[str, tf.Tensor]:
+    def __call__(self, x, extra_outputs: list[str] | None = None) -> dict[str, tf.Tensor]:
+        """Lower the graph on NHWC input ``x``. ``extra_outputs`` names ONNX tensors to return too
+        (as stored, NHWC for 4-D), e.g. to collect calibration statistics."""
         ctx = LoweringContext(self.consts, self.shapes, self.producers, fake_quant=self.fake_quant)
         ctx.env[self.input_names[0]] = Value(x, nhwc=True)
         for i, node in enumerate(self.model.graph.node):
@@ -114,9 +123,13 @@ class LoweredGraph:
             with tf.name_scope(self.scopes[i]):
                 outs = lowering_for(node)(ctx, node)
             for name, v in zip(node.output, outs):
+                if self.fake_quant and name in self.ranges:
+                    lo, hi = self.ranges[name]
+                    with tf.name_scope(self.scopes[i]):
+                        v = Value(ctx.fixed_range(v.t, lo, hi, name, calibrated=True), v.nhwc, v.nonneg)
                 ctx.env[name] = v
         self.fixed_ranges = ctx.fixed_ranges
-        result = {}
+        result = {n: ctx.env[n].t for n in extra_outputs or ()}
         for name in self.output_names:
             v = ctx.env[name]
             result[name] = tf.transpose(v.t, [0, 3, 1, 2]) if v.nhwc else v.t

@@ -1,0 +1,109 @@
+"""report.md of a validation: short enough for a pull-request comment, the numbers a reviewer needs."""
+from __future__ import annotations
+
+from typing import Any
+
+LAYER_ROWS = 12  # per-layer rows shown around the first divergence (the full table is in report.json)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if v in (float("inf"), float("-inf")):
+            return "∞" if v > 0 else "−∞"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def fused_text(entry: dict[str, Any]) -> str:
+    """'; fused with n011_Conv (features.2.block.0.0)' for a TFLite op that holds several nodes."""
+    fused = entry.get("fused") or []
+    if not fused:
+        return ""
+    return "; fused with " + ", ".join(f"{f['scope']} ({f['module'] or '-'})" for f in fused)
+
+
+def layer_window(per_layer: dict[str, Any], rows: int = LAYER_ROWS) -> list[dict]:
+    """The per-layer rows worth showing: a window ending a little after the first divergence (or
+    the worst layers when nothing diverged)."""
+    table = [e for e in per_layer.get("layers", []) if "skipped" not in e]
+    first = per_layer.get("first_divergence")
+    if first is None:
+        return sorted(table, key=lambda e: e["sqnr_db"])[: rows // 2]
+    pos = next(i for i, e in enumerate(table) if e["position"] == first["position"])
+    lo = max(0, pos - rows + 3)
+    return table[lo:pos + 3]
+
+
+def to_markdown(rep: dict[str, Any]) -> str:
+    verdict = "PASS" if rep["passed"] else "FAIL"
+    lines = [f"# mobile-export validate: {rep['model']} ({rep['precision']}) — **{verdict}**", ""]
+    d = rep["data"]
+    lines.append(f"Data: {d['kind']} `{d['source']}`, {d['count']} samples (seed {d['seed']})"
+                 f"{', labelled' if d['labelled'] else ''}; runtime {rep['runtime']['kind']} "
+                 f"(ai-edge-litert {rep['runtime']['ai_edge_litert']}, {rep['runtime']['delegate']}).")
+    lines.append("")
+    for w in rep["warnings"]:
+        lines += [f"> **Warning:** {w}", ""]
+    g = rep["gate"]
+    lines += [f"## Gate ({g['source']})", "", "| check | measured | allowed | result |", "|---|---|---|---|"]
+    checks = sorted(g["checks"], key=lambda c: c["passed"])  # failures first
+    for c in checks:
+        res = "skipped" if c["skipped"] else ("ok" if c["passed"] else "**FAILED**")
+        lines.append(f"| {c['name']} | {fmt(c['measured'])} | {c['op']} {fmt(c['allowed'])} | {res} |")
+    if not checks:
+        lines.append("| (no thresholds) | | | |")
+    lines += ["", "## Outputs", "", "| comparison | max abs | max rel | cosine min | SQNR dB | top-1 agr. | top-5 agr. |",
+              "|---|---|---|---|---|---|---|"]
+    for key, m in rep["fidelity"].items():
+        lines.append(f"| {key.replace('_', ' ')} | {fmt(m['max_abs'])} | {fmt(m['max_rel'])} | {fmt(m['cosine_min'], 6)} | "
+                     f"{fmt(m['sqnr_db'])} | {fmt(m['top1_agreement'])} | {fmt(m['top5_agreement'])} |")
+    acc = rep.get("accuracy")
+    if acc:
+        dr, mc = acc["top1_drop"], acc["mcnemar"]
+        lines += ["", "## Accuracy", "", "| runtime | top-1 | top-5 |", "|---|---|---|",
+                  f"| PyTorch | {acc['torch']['top1']:.4f} | {acc['torch']['top5']:.4f} |",
+                  f"| TFLite | {acc['tflite']['top1']:.4f} | {acc['tflite']['top5']:.4f} |", "",
+                  f"Top-1 drop (PyTorch − TFLite): **{dr['drop_pp']:+.2f} pp**, {int(dr['level'] * 100)}% CI "
+                  f"[{dr['ci_low_pp']:+.2f}, {dr['ci_high_pp']:+.2f}] (paired bootstrap, {dr['resamples']} resamples). "
+                  f"McNemar exact p = {mc['p_value']:.3g} ({mc['torch_only_correct']} right only in PyTorch, "
+                  f"{mc['tflite_only_correct']} only in TFLite)."]
+    fl = rep["flips"]
+    lines += ["", f"Top-1 flips vs PyTorch: {fl['count']} of {d['count']} ({100 * fl['rate']:.1f}%)"
+              + (": " + ", ".join(f"#{s['index']}" + (f" `{s['file']}`" if "file" in s else "")
+                                  for s in fl["samples"][:10]) + (" …" if fl["count"] > 10 else "") if fl["count"] else "")]
+    pl = rep["per_layer"]
+    tol = pl["tolerance"]
+    first = pl.get("first_divergence")
+    lines += ["", "## Per layer", "",
+              f"{pl['compared']} layers compared on {pl['samples']} samples; tolerance: "
+              f"{'SQNR ≥ ' + fmt(tol['value']) + ' dB' if tol['kind'] == 'min_sqnr_db' else 'max rel ≤ ' + fmt(tol['value'])}."]
+    if first:
+        lines.append(f"**First divergent layer: `{first['scope']}`** ({first['op_type']}, module "
+                     f"`{first['module'] or '-'}`{fused_text(first)}, TFLite {first['tflite_op']}): "
+                     f"SQNR {fmt(first['sqnr_db'])} dB, "
+                     f"cosine {fmt(first['cosine_mean'], 6)}, max rel {fmt(first['max_rel'])}.")
+    else:
+        lines.append("No layer is past the tolerance.")
+    lines += ["", "| # | scope | module | TFLite op | SQNR dB | cosine | max rel |", "|---|---|---|---|---|---|---|"]
+    for e in layer_window(pl):
+        mark = " ⚠" if e["diverged"] else ""
+        lines.append(f"| {e['position']} | {e['scope']}{mark} | {e['module'] or '-'} | {e['tflite_op']} | "
+                     f"{fmt(e['sqnr_db'])} | {fmt(e['cosine_mean'], 6)} | {fmt(e['max_rel'])} |")
+    lat = rep.get("latency")
+    if lat:
+        th = lat["threads"]
+        lines += ["", f"## Latency (median / p90 ms, {lat['runs']} warm runs, interleaved)", "",
+                  "| runtime | " + " | ".join(f"{n} thread{'s' * (n > 1)}" for n in th) + " |",
+                  "|---|" + "---|" * len(th)]
+        for name, per in lat["runtimes"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{per[str(n)]['median_ms']:.2f} / {per[str(n)]['p90_ms']:.2f}"
+                                                      for n in th) + " |")
+        lines.append("")
+        for key, per in lat["ratios"].items():
+            lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{per[str(n)]:.2f}× ({n} thr.)" for n in th))
+    lines += ["", f"Stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rep["stages_s"].items())]
+    return "\n".join(lines) + "\n"
