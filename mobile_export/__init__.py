@@ -14,8 +14,8 @@ _LAZY = {
     "export": "mobile_export.api",
     "ExportOptions": "mobile_export.options",
     "Precision": "mobile_export.options",
-    "validate": "mobile_export.validate",
-    "ValidationReport": "mobile_export.validate",
+    "validate": "mobile_export.validation",
+    "ValidationReport": "mobile_export.validation",
 }
 
 

@@ -142,7 +142,7 @@ def _cmd_export(args) -> int:
 
 def _cmd_validate(args) -> int:
     from mobile_export.gate import THRESHOLDS
-    from mobile_export.validate import validate
+    from mobile_export.validation import validate
 
     res = validate(
         args.tflite, reference=args.reference, weights=args.weights, data=args.data, num=args.num,

@@ -106,3 +106,17 @@ def check_onnx_against_torch(
         )
     return {"max_abs": float(np.abs(got - ref).max()), "max_rel": rel, "float32_noise": noise,
             "allowed_max_rel": allowed}
+
+
+def with_fp16_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose float initializers are rounded to float16 and back: what an fp16-weights
+    model computes in exact arithmetic otherwise (weights after BN folding, as TFLite stores them)."""
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for i, t in enumerate(out.graph.initializer):
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            out.graph.initializer[i].CopyFrom(numpy_helper.from_array(a.astype(np.float16).astype(np.float32), t.name))
+    return out

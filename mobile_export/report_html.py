@@ -16,6 +16,9 @@ import numpy as np
 from mobile_export.report_validate import fmt, fused_text
 
 FLIP_TABLE_ROWS = 200
+RUNTIME_ORDER = ["tflite", "tflite_fp32", "onnxruntime", "torch"]
+RUNTIME_COLORS = {"tflite": "#1f77b4", "tflite_fp32": "#9ecae1", "onnxruntime": "#ff7f0e", "torch": "#2ca02c"}
+FIDELITY_ORDER = ["tflite_vs_torch", "tflite_vs_onnxruntime", "onnxruntime_vs_torch"]
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
@@ -78,7 +81,7 @@ def plot_layers(per_layer: dict[str, Any]) -> str | None:
 def plot_latency(latency: dict[str, Any] | None) -> str | None:
     if not latency or not latency.get("runtimes"):
         return None
-    names = list(latency["runtimes"])
+    names = sorted(latency["runtimes"], key=lambda n: (RUNTIME_ORDER.index(n) if n in RUNTIME_ORDER else 99, n))
     threads = latency["threads"]
     fig, (ax,) = _figure(8, 3.6)
     width = 0.8 / len(names)
@@ -86,12 +89,14 @@ def plot_latency(latency: dict[str, Any] | None) -> str | None:
         med = [latency["runtimes"][name][str(n)]["median_ms"] for n in threads]
         p90 = [latency["runtimes"][name][str(n)]["p90_ms"] for n in threads]
         x = np.arange(len(threads)) + i * width
-        ax.bar(x, med, width, label=name)
+        bars = ax.bar(x, med, width, label=name, color=RUNTIME_COLORS.get(name))
+        ax.bar_label(bars, labels=[f"{m:.2f}" for m in med], fontsize=7, padding=2)
         ax.errorbar(x, med, yerr=[np.zeros(len(med)), np.maximum(np.array(p90) - med, 0)], fmt="none", ecolor="#333",
                     capsize=3, lw=1)
     ax.set_xticks(np.arange(len(threads)) + width * (len(names) - 1) / 2)
     ax.set_xticklabels([f"{n} thread{'s' * (n > 1)}" for n in threads])
-    ax.set_ylabel("ms (median, whisker p90)")
+    ax.set_yscale("log")  # runtimes differ by 10x and more: keep the small bars readable
+    ax.set_ylabel("ms, log scale (median, whisker p90)")
     ax.set_title("Latency, interleaved warm runs")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=.3)
@@ -175,7 +180,8 @@ def to_html(rep: dict[str, Any]) -> str:
     parts.append("<h2>Outputs</h2>" + _table(
         ["comparison", "max abs", "max rel", "cosine min", "SQNR dB", "top-1 agr.", "top-5 agr."],
         [[k.replace("_", " "), fmt(m["max_abs"]), fmt(m["max_rel"]), fmt(m["cosine_min"], 6), fmt(m["sqnr_db"]),
-          fmt(m["top1_agreement"]), fmt(m["top5_agreement"])] for k, m in rep["fidelity"].items()]))
+          fmt(m["top1_agreement"]), fmt(m["top5_agreement"])]
+         for k, m in sorted(rep["fidelity"].items(), key=lambda kv: FIDELITY_ORDER.index(kv[0]))]))
     acc = rep.get("accuracy")
     if acc:
         dr, mc = acc["top1_drop"], acc["mcnemar"]
