@@ -181,7 +181,7 @@ def to_html(rep: dict[str, Any]) -> str:
         ["comparison", "max abs", "max rel", "cosine min", "SQNR dB", "top-1 agr.", "top-5 agr."],
         [[k.replace("_", " "), fmt(m["max_abs"]), fmt(m["max_rel"]), fmt(m["cosine_min"], 6), fmt(m["sqnr_db"]),
           fmt(m["top1_agreement"]), fmt(m["top5_agreement"])]
-         for k, m in sorted(rep["fidelity"].items(), key=lambda kv: FIDELITY_ORDER.index(kv[0]))]))
+         for k, m in sorted(rep["fidelity"].items(), key=lambda kv: FIDELITY_ORDER.index(kv[0]) if kv[0] in FIDELITY_ORDER else 9)]))
     acc = rep.get("accuracy")
     if acc:
         dr, mc = acc["top1_drop"], acc["mcnemar"]

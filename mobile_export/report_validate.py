@@ -58,7 +58,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines.append("| (no thresholds) | | | |")
     lines += ["", "## Outputs", "", "| comparison | max abs | max rel | cosine min | SQNR dB | top-1 agr. | top-5 agr. |",
               "|---|---|---|---|---|---|---|"]
-    for key in ("tflite_vs_torch", "tflite_vs_onnxruntime", "onnxruntime_vs_torch"):
+    order = ["tflite_vs_torch", "tflite_vs_onnxruntime", "onnxruntime_vs_torch"]
+    for key in order + sorted(set(rep["fidelity"]) - set(order)):
         m = rep["fidelity"][key]
         lines.append(f"| {key.replace('_', ' ')} | {fmt(m['max_abs'])} | {fmt(m['max_rel'])} | {fmt(m['cosine_min'], 6)} | "
                      f"{fmt(m['sqnr_db'])} | {fmt(m['top1_agreement'])} | {fmt(m['top5_agreement'])} |")
