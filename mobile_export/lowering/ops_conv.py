@@ -121,6 +121,9 @@ def max_pool(ctx, node):
 
 @lowers("AveragePool")
 def average_pool(ctx, node):
+    """Average pooling as a depthwise convolution with constant 1/(kh·kw) weights (zero padding
+    counted, as PyTorch's default count_include_pad): XNNPACK runs int8 DEPTHWISE_CONV_2D but not
+    int8 AVERAGE_POOL_2D, and the weight 1/(kh·kw) is exact in per-channel int8."""
     x = ctx.value(node.input[0])
     a = attrs(node)
     kernel = as_int_list(a["kernel_shape"])
@@ -128,19 +131,20 @@ def average_pool(ctx, node):
     pads = as_int_list(a.get("pads", [0, 0, 0, 0]))
     if a.get("ceil_mode", 0):
         raise UnsupportedOpError("AveragePool", node.name, "ceil_mode=1 is not lowered")
-    if any(pads):
-        if a.get("count_include_pad", 0):
-            t = tf.pad(x.t, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]])
-            padding = "VALID"
-        else:
-            h, w = int(x.t.shape[1]), int(x.t.shape[2])
-            if (pads[0], pads[2]) != same_padding(h, kernel[0], strides[0]) or \
-                    (pads[1], pads[3]) != same_padding(w, kernel[1], strides[1]):
-                raise UnsupportedOpError("AveragePool", node.name, "count_include_pad=0 with non-SAME pads")
-            t, padding = x.t, "SAME"
-    else:
-        t, padding = x.t, "VALID"
-    return [Value(tf.nn.avg_pool2d(t, kernel, [1, *strides, 1], padding), nhwc=True, nonneg=x.nonneg)]
+    if any(pads) and not a.get("count_include_pad", 0):
+        h, w = int(x.t.shape[1]), int(x.t.shape[2])
+        if (pads[0], pads[2]) != same_padding(h, kernel[0], strides[0]) or \
+                (pads[1], pads[3]) != same_padding(w, kernel[1], strides[1]):
+            raise UnsupportedOpError("AveragePool", node.name, "count_include_pad=0 with non-SAME pads")
+        return [Value(tf.nn.avg_pool2d(x.t, kernel, [1, *strides, 1], "SAME"), nhwc=True, nonneg=x.nonneg)]
+    t, padding = _spatial_padding(x, kernel, strides, [1, 1], pads)
+    if padding == "SAME":  # SAME would exclude the padding from the count: pad explicitly instead
+        t = tf.pad(x.t, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]])
+        padding = "VALID"
+    c = int(x.t.shape[3])
+    filt = np.full((kernel[0], kernel[1], c, 1), 1.0 / (kernel[0] * kernel[1]), np.float32)
+    y = tf.nn.depthwise_conv2d(t, tf.constant(filt), [1, *strides, 1], padding)
+    return [Value(y, nhwc=True, nonneg=x.nonneg)]
 
 
 @lowers("GlobalAveragePool")

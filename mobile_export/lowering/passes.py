@@ -158,12 +158,39 @@ def slices_to_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
         recipe.append(f"{split.name}: {len(parts)} channel slices of {src} merged into one SPLIT")
 
 
+def push_relu_through_concat(graph: onnx.GraphProto, recipe: list[str]) -> None:
+    """Relu(Concat(a, b, ...)) → Concat(Relu(a), Relu(b), ...): each Relu then fuses into the op
+    producing its input (XNNPACK has no standalone int8 RELU; ShuffleNetV1's stride-2 units need it)."""
+    cons = _consumers(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    for relu in list(graph.node):
+        if relu.op_type != "Relu":
+            continue
+        cat = producers.get(relu.input[0])
+        if cat is None or cat.op_type != "Concat" or len(cons[cat.output[0]]) != 1 or cat.output[0] in outputs:
+            continue
+        new_inputs = []
+        idx = list(graph.node).index(cat)
+        for j, inp in enumerate(cat.input):
+            name = f"{cat.output[0]}__relu{j}"
+            graph.node.insert(idx, helper.make_node("Relu", [inp], [name], name=f"{relu.name}/in{j}"))
+            idx += 1
+            new_inputs.append(name)
+        del cat.input[:]
+        cat.input.extend(new_inputs)
+        cat.output[0] = relu.output[0]
+        graph.node.remove(relu)
+        recipe.append(f"{relu.name}: ReLU moved before concatenation {cat.name} (fuses into its producers)")
+
+
 def run_passes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     recipe: list[str] = []
     constants_to_initializers(model.graph)
     slices_to_split(model.graph, recipe)
+    push_relu_through_concat(model.graph, recipe)
     fuse_channel_shuffle(model.graph, recipe)
     fold_channel_shuffle(model.graph, recipe)
     return model, recipe
