@@ -92,10 +92,12 @@ def map_tensors(op_outputs: list[dict], layers: list[dict], onnx_values: set[str
 def align(ref: np.ndarray, got_shape: list[int]) -> np.ndarray | None:
     """The ONNX (NCHW) reference in the TFLite tensor's layout, or None when they cannot agree."""
     got_shape = tuple(got_shape)
-    if ref.shape == got_shape:
-        return ref
+    # The lowering stores every 4-D activation NHWC, so a 4-D reference is always transposed:
+    # deciding by shape alone would compare NCHW with NHWC whenever C == H == W.
     if ref.ndim == 4 and ref.transpose(0, 2, 3, 1).shape == got_shape:
         return ref.transpose(0, 2, 3, 1)
+    if ref.shape == got_shape:
+        return ref
     if ref.size == int(np.prod(got_shape)) and sum(d > 1 for d in ref.shape) <= 1:
         return ref.reshape(got_shape)
     return None
