@@ -13,7 +13,7 @@ Preprocessing follows the model config: see ``preprocess``.
 from __future__ import annotations
 
 from .dataset import CalibrationSet, inputs_sha256
-from .default_set import default_counts, default_warning, load_default_labelled
+from .default_set import default_counts, default_warning, load_cifar10_holdout, load_default_labelled
 from .preprocess import normalize_array, preprocess_image, resize_size
 from .sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, load_calibration
 
@@ -25,6 +25,7 @@ __all__ = [
     "default_warning",
     "inputs_sha256",
     "load_calibration",
+    "load_cifar10_holdout",
     "load_default_labelled",
     "normalize_array",
     "preprocess_image",

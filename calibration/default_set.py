@@ -126,3 +126,26 @@ def load_default_labelled(config: Any, num: int | None = None, seed: int = 0) ->
     return CalibrationSet.build(inputs, labels=labels[idx], class_names=class_names, source=LABELLED_SOURCE,
                                 kind="default", seed=seed, warnings=warnings,
                                 names=[f"cifar10:{int(i)}" for i in idx])
+
+
+HOLDOUT_SOURCE = "cifar10"
+HOLDOUT_FILE = "cifar10_holdout.npz"
+
+
+def load_cifar10_holdout(config: Any, num: int | None = None, seed: int = 0) -> CalibrationSet:
+    """1,000 labelled CIFAR-10 images from the held-out split the shipped CIFAR-10 checkpoints never
+    trained on (100 per class), preprocessed for ``config``: real accuracy, offline."""
+    z = _read_npz(HOLDOUT_FILE)
+    images, labels, files = z["images"], z["labels"].astype(np.int64), z["files"]
+    idx = np.arange(images.shape[0])
+    warnings: list[str] = []
+    if num is not None:
+        from .sources import check_num
+
+        idx = np.random.default_rng(seed).permutation(images.shape[0])[: check_num(num)]
+        if num > images.shape[0]:
+            warnings.append(f"asked for {num} samples but the held-out CIFAR-10 set holds {images.shape[0]}; using all.")
+    inputs = _preprocess([images[i] for i in idx], config, "cifar10 held-out")
+    return CalibrationSet.build(inputs, labels=labels[idx], class_names=tuple(str(s) for s in z["class_names"]),
+                                source=HOLDOUT_SOURCE, kind="cifar10-holdout", seed=seed, warnings=warnings,
+                                names=[str(files[i]) for i in idx])

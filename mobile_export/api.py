@@ -197,6 +197,8 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
                          "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count)}
         one_partition = one_partition and not offending
 
+    if config.weights_spec is not None and config.weights_spec.name == "cifar10":
+        extra["accuracy"] = st.run("accuracy on held-out CIFAR-10", cifar10_accuracy, config, model, tfl)
     manifest = build_manifest(config, precision, options, tflite, proto, tfl, lowered, calib, int8)
     rep = report.build(
         manifest=manifest, config=config, precision=precision, warnings=warnings, stages=st.times,
@@ -218,6 +220,23 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         result.validation = validate(result.tflite_path, reference=name, weights=options.weights, gate=gate)
         result.passed = passed and result.validation.passed
     return result
+
+
+def cifar10_accuracy(config: ModelConfig, model: torch.nn.Module, tfl) -> dict:
+    """Top-1 of PyTorch and the TFLite model on the 1,000 shipped held-out CIFAR-10 images (never
+    trained on), and the drop in percentage points with a paired-bootstrap 95% interval."""
+    from mobile_export import metrics
+    from mobile_export.calibration import load_cifar10_holdout
+
+    data = load_cifar10_holdout(config)
+    with torch.no_grad():
+        ref = np.concatenate([model(torch.from_numpy(data.inputs[i:i + 64])).numpy()
+                              for i in range(0, data.count, 64)])
+    got = tfl.run(np.ascontiguousarray(data.inputs.transpose(0, 2, 3, 1)))
+    c_ref, c_got = metrics.topk_correct(ref, data.labels, 1), metrics.topk_correct(got, data.labels, 1)
+    drop = metrics.paired_bootstrap_drop(c_ref, c_got, resamples=2000, seed=0)
+    return {"data": "cifar10 held-out (shipped, never trained on)", "samples": int(data.count),
+            "torch_top1": float(c_ref.mean()), "tflite_top1": float(c_got.mean()), "top1_drop": drop}
 
 
 def _within(metrics: dict, bounds: dict) -> bool:

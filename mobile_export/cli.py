@@ -13,7 +13,7 @@ import sys
 
 from mobile_export.errors import MobileExportError
 
-SUBCOMMANDS = ("export", "list", "validate")
+SUBCOMMANDS = ("export", "list", "validate", "arm")
 
 
 def _float(text: str) -> float:
@@ -68,8 +68,8 @@ def _validate_parser(sub) -> None:
     p.add_argument("tflite", help="the model.tflite (manifest.json and model.onnx must be beside it)")
     p.add_argument("--reference", required=True, help="registered model name the artifact was exported from")
     p.add_argument("--weights", help="the weights the artifact was exported with (path or registered name)")
-    p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, or cifar10-default "
-                                  "(default: the embedded default set, unlabelled)")
+    p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, cifar10 (1,000 shipped held-out "
+                                  "CIFAR-10 images), or cifar10-default (default: the embedded set, unlabelled)")
     p.add_argument("--num", type=_positive_int, help="number of samples (default 256, or the gate file's num)")
     p.add_argument("--runtime", default="host", choices=["host"], help="where to run TFLite (host: ai-edge-litert)")
     p.add_argument("--gate", help="gate TOML file (see mobile_export/gate.py); flags below override it")
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _export_parser(sub)
     _validate_parser(sub)
+    _arm_parser(sub)
     lp = sub.add_parser("list", help="list registered models")
     lp.add_argument("--family")
     lp.add_argument("--quiet", action="store_true")
@@ -131,6 +132,12 @@ def _cmd_export(args) -> int:
     print(f"  vs PyTorch: max rel {f['max_rel']:.2e}, cosine {f['cosine_min']:.6f}, top-1 agreement "
           f"{f['top1_agreement']:.3f}; XNNPACK partitions {x['partitions']} (outside {len(x['outside'])}); "
           f"latency {res.report['latency']['tflite_1_thread']['median_ms']:.2f} ms")
+    acc = res.report.get("accuracy")
+    if acc:
+        d = acc["top1_drop"]
+        print(f"  accuracy on {acc['samples']} held-out CIFAR-10 images: PyTorch {acc['torch_top1']:.2%}, "
+              f"TFLite {acc['tflite_top1']:.2%}, drop {d['drop_pp']:+.2f} pp (95% CI {d['ci_low_pp']:+.2f} .. "
+              f"{d['ci_high_pp']:+.2f})")
     for w in res.warnings:
         print(f"  WARNING: {w}")
     if res.validation is not None:
@@ -155,6 +162,31 @@ def _cmd_validate(args) -> int:
     return 0 if res.passed else 1
 
 
+def _arm_parser(sub) -> None:
+    from mobile_export.arm.cpus import CPUS, DEFAULT_CPU
+
+    p = sub.add_parser("arm", help="emulated ARM runtime (qemu-aarch64): validate without a phone")
+    p.set_defaults(quiet=False)
+    asub = p.add_subparsers(dest="arm_command", metavar="setup", parser_class=_Parser, required=True)
+    s = asub.add_parser("setup", help="prepare (or verify) the qemu-aarch64 sysroot for one core",
+                        description="Needs root for apt-get (qemu-user, arm64 packages) on the first run.")
+    s.add_argument("--cpu", default=DEFAULT_CPU, help=f"core to emulate: {', '.join(CPUS)} (default {DEFAULT_CPU})")
+    s.add_argument("--force", action="store_true", help="rebuild even when a verified runtime exists")
+    s.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def _cmd_arm(args) -> int:
+    import time
+
+    from mobile_export.arm import setup
+
+    t0 = time.monotonic()
+    rt = setup(args.cpu, force=args.force)
+    print(f"{rt.root}  ({rt.cpu}: {rt.info['action']} in {time.monotonic() - t0:.1f} s)")
+    print(f"  {rt.qemu} -cpu {rt.qemu_cpu}; instruction counts: {'yes' if rt.plugin else 'no (' + rt.plugin_note + ')'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
@@ -171,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="mobile-export: %(message)s", stream=sys.stderr)
     try:
-        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate}[args.command](args)
+        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm}[args.command](args)
     except MobileExportError as e:
         print(f"mobile-export: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -70,6 +70,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
     if rep.get("calibration"):
         c = rep["calibration"]
         lines += ["", f"Calibration: {c['kind']} `{c['source']}`, {c['count']} samples, seed {c['seed']}, sha256 {c['sha256'][:16]}…"]
+    if rep.get("accuracy"):
+        a = rep["accuracy"]
+        d = a["top1_drop"]
+        lines += ["", f"## Accuracy on {a['samples']} images: {a['data']}", "",
+                  f"Top-1: PyTorch {a['torch_top1']:.2%}, TFLite {a['tflite_top1']:.2%}; drop {d['drop_pp']:+.2f} pp "
+                  f"(95% CI {d['ci_low_pp']:+.2f} .. {d['ci_high_pp']:+.2f})"]
     if rep.get("int8"):
         q = rep["int8"]
         lines += ["", f"## Int8 vs fp32 TFLite on {q['holdout_samples']} held-back calibration images", "",

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REPORT_SCHEMA_VERSION = 1
 CIFAR10_DEFAULT = "cifar10-default"
+CIFAR10_HOLDOUT = "cifar10"  # the shipped held-out split (never trained on): real accuracy
 RUNTIMES = ("host",)
 MAX_LISTED_FLIPS = 1000
 REQUIRED_KEYS = ("model", "precision", "num_classes", "tflite_sha256", "inputs", "outputs", "preprocessing")
@@ -194,11 +195,14 @@ def reference_config(manifest: Mapping[str, Any], weights: str | os.PathLike | N
 
 def load_data(data: str | os.PathLike | None, config, *, num: int, seed: int):
     """Validation inputs preprocessed for ``config``: the embedded default set (None), the
-    labelled CIFAR-10 part of it (``cifar10-default``), or any calibration source."""
-    from mobile_export.calibration import load_calibration, load_default_labelled
+    labelled CIFAR-10 part of it (``cifar10-default``), the shipped CIFAR-10 held-out images
+    (``cifar10``), or any calibration source."""
+    from mobile_export.calibration import load_calibration, load_cifar10_holdout, load_default_labelled
 
     if data is not None and str(data) == CIFAR10_DEFAULT:
         return load_default_labelled(config, num=num, seed=seed)
+    if data is not None and str(data) == CIFAR10_HOLDOUT:
+        return load_cifar10_holdout(config, num=num, seed=seed)
     return load_calibration(data, config, num=num, seed=seed)
 
 

@@ -1,0 +1,73 @@
+"""Runs inside the emulated ARM guest (qemu-aarch64 + the arm64 sysroot's python3.11), started by
+``mobile_export.arm.qemu.run_tflite``. It needs only numpy and ai_edge_litert (the aarch64 wheels) and
+imports nothing from mobile_export.
+
+    python3.11 -I -S guest_runner.py WORKDIR
+
+WORKDIR holds ``job.json`` (pylib, threads, marker syscall number, warmup), ``model.tflite`` and
+``inputs.npy`` (raw input tensors, already quantized by the host, stacked along the batch axis).
+The runner loads the model with XNNPACK, invokes it once per model batch, each invoke bracketed by
+two marker syscalls that the counting plugin (plugin/count.c) turns into instruction counts, and
+writes ``outputs.npy`` (raw first-output tensors, stacked) and ``result.json``.
+"""
+import ctypes
+import json
+import os
+import sys
+import time
+
+MAGIC = 0x4D455850  # "MEXP": must match MARK_MAGIC in plugin/count.c
+BEGIN, END = 1, 2
+
+
+def main(workdir: str) -> int:
+    with open(os.path.join(workdir, "job.json")) as f:
+        job = json.load(f)
+    sys.path.insert(0, job["pylib"])
+    import numpy as np
+    from ai_edge_litert import interpreter as litert
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    nr = ctypes.c_long(job["marker"])
+    begin, end, magic = ctypes.c_long(BEGIN), ctypes.c_long(END), ctypes.c_long(MAGIC)
+
+    interp = litert.Interpreter(model_path=os.path.join(workdir, "model.tflite"), num_threads=job["threads"],
+                                experimental_op_resolver_type=litert.OpResolverType.AUTO if job.get("xnnpack", True)
+                                else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    delegates = sum(1 for op in interp._get_ops_details() if op["op_name"] == "DELEGATE")
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    x = np.load(os.path.join(workdir, "inputs.npy"), allow_pickle=False)
+    b = int(inp["shape"][0])
+
+    def once(i):
+        interp.set_tensor(inp["index"], x[i:i + b])
+
+    # An empty bracket measures what the markers themselves cost; it is subtracted on the host.
+    for _ in range(3):
+        syscall(nr, begin, magic)
+        syscall(nr, end, magic)
+    for _ in range(job["warmup"]):  # the first invoke sets XNNPACK's runtime up: not a steady-state inference
+        once(0)
+        interp.invoke()
+    outs = []
+    t0 = time.perf_counter()
+    for i in range(0, len(x), b):
+        once(i)
+        syscall(nr, begin, magic)
+        interp.invoke()
+        syscall(nr, end, magic)
+        outs.append(np.array(interp.get_tensor(out["index"])))
+    wall = time.perf_counter() - t0
+    np.save(os.path.join(workdir, "outputs.npy"), np.concatenate(outs))
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+        json.dump({"delegate_nodes": delegates, "wall_seconds": wall, "numpy": np.__version__,
+                   "machine": os.uname().machine, "calibration_brackets": 3}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
