@@ -37,7 +37,10 @@ def main(workdir: str) -> int:
                                 experimental_op_resolver_type=litert.OpResolverType.AUTO if job.get("xnnpack", True)
                                 else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
-    delegates = sum(1 for op in interp._get_ops_details() if op["op_name"] == "DELEGATE")
+    try:  # one DELEGATE node per XNNPACK partition (a private API: -1 when a runtime lacks it)
+        delegates = sum(1 for op in interp._get_ops_details() if op["op_name"] == "DELEGATE")
+    except AttributeError:
+        delegates = -1
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     x = np.load(os.path.join(workdir, "inputs.npy"), allow_pickle=False)
