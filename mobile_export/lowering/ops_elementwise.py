@@ -1,5 +1,5 @@
 """Activation and elementwise lowerings, written so XNNPACK takes every op (float and int8):
-hard-sigmoid as relu6(x+3)·(1/6) and hard-swish as (x·(1/6))·relu6(x+3) — XNNPACK has neither
+hard-sigmoid as relu6(x+3)·(1/6) and hard-swish as x·(relu6(x+3)·(1/6)) — XNNPACK has neither
 RELU_0_TO_1 nor an int8 HARD_SWISH. ``ctx.fixed_range`` pins the int8 range of tensors whose bounds
 are known exactly (ReLU6 → [0, 6], hard-sigmoid → [0, 1]); it is a no-op for float exports."""
 from __future__ import annotations
@@ -58,8 +58,11 @@ def hard_sigmoid(ctx, node):
 @lowers("HardSwish")
 def hard_swish(ctx, node):
     x = ctx.value(node.input[0])
-    gate = relu6(ctx, x.t + np.float32(3.0), node.output[0] + "/relu6")
-    return [Value((x.t * SIXTH) * gate, nhwc=x.nhwc)]
+    # x · hard_sigmoid(x): the gate has the exact range [0, 1] and relu6(x+3)·(1/6) maps scale
+    # 6/255 onto 1/255 with a multiplier of exactly 1, so int8 has no rounding ties there (an
+    # explicit x·(1/6) tensor made ARM and x86 XNNPACK round .5 ties differently).
+    gate = _hard_sigmoid(ctx, x.t, 1.0 / 6.0, 0.5, node.output[0] + "/gate")
+    return [Value(x.t * gate, nhwc=x.nhwc)]
 
 
 @lowers("Sigmoid")
