@@ -43,6 +43,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from mobile_export.artifacts import sha256_file as _sha256_file
 import PIL
 from PIL import Image
 
@@ -71,12 +73,6 @@ PHOTOS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobile_export.artifacts import sha256_file
 from mobile_export.arm.cpus import DEFAULT_CPU, CpuSpec, cpu_spec
 from mobile_export.errors import UserError, first_few
 
@@ -90,12 +90,7 @@ class ArmRuntime:
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _run(cmd: list[str], what: str, *, cwd: Path | None = None, fix: str = "", timeout: float = 1800) -> str:
