@@ -71,7 +71,9 @@ def _validate_parser(sub) -> None:
     p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, cifar10 (1,000 shipped held-out "
                                   "CIFAR-10 images), or cifar10-default (default: the embedded set, unlabelled)")
     p.add_argument("--num", type=_positive_int, help="number of samples (default 256, or the gate file's num)")
-    p.add_argument("--runtime", default="host", choices=["host"], help="where to run TFLite (host: ai-edge-litert)")
+    p.add_argument("--runtime", default="host", choices=["host", "qemu"],
+                   help="where to run TFLite: host (ai-edge-litert) or qemu (emulated ARM; see `mobile-export arm setup`)")
+    p.add_argument("--cpu", default="cortex-a76", help="emulated ARM core for --runtime qemu")
     p.add_argument("--gate", help="gate TOML file (see mobile_export/gate.py); flags below override it")
     for key, (_, desc) in THRESHOLDS.items():
         flag = "--" + key.removesuffix("_pp").removesuffix("_db").replace("_", "-")  # --max-top1-drop, --min-sqnr
@@ -155,7 +157,7 @@ def _cmd_validate(args) -> int:
         args.tflite, reference=args.reference, weights=args.weights, data=args.data, num=args.num,
         runtime=args.runtime, gate=args.gate, thresholds={k: getattr(args, k) for k in THRESHOLDS},
         junit=args.junit, out_dir=args.out, seed=args.seed, layer_samples=args.layer_samples,
-        latency_runs=None if args.latency_runs is None else max(0, args.latency_runs),
+        latency_runs=None if args.latency_runs is None else max(0, args.latency_runs), cpu=args.cpu,
     )
     for line in res.summary_lines():
         print(line)

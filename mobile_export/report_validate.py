@@ -48,6 +48,14 @@ def to_markdown(rep: dict[str, Any]) -> str:
     lines.append("")
     for w in rep["warnings"]:
         lines += [f"> **Warning:** {w}", ""]
+    arm = rep.get("arm")
+    if arm:
+        ident = "bit-identical to the host" if arm["bit_identical"] else \
+            f"{arm['differing_elements']} of {arm['elements']} output elements differ from the host"
+        instr = (f"{arm['instructions_median']:,} instructions per inference" if "instructions_median" in arm
+                 else arm.get("instructions_note", "no instruction count"))
+        ratio = next((f"; {k.replace('_', ' ')} {v:.2f}" for k, v in arm.items() if k.endswith("_over_fp32_instructions")), "")
+        lines += [f"Emulated ARM ({arm['cpu']}, {arm['samples']} samples): {ident}; {instr}{ratio}.", ""]
     g = rep["gate"]
     lines += [f"## Gate ({g['source']})", "", "| check | measured | allowed | result |", "|---|---|---|---|"]
     checks = sorted(g["checks"], key=lambda c: c["passed"])  # failures first

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
 CIFAR10_DEFAULT = "cifar10-default"
 CIFAR10_HOLDOUT = "cifar10"  # the shipped held-out split (never trained on): real accuracy
-RUNTIMES = ("host",)
+RUNTIMES = ("host", "qemu")
+ARM_SAMPLES = 8  # emulated inferences take seconds each: a few samples, plus 1 for the fp32 sibling
 MAX_LISTED_FLIPS = 1000
 REQUIRED_KEYS = ("model", "precision", "num_classes", "tflite_sha256", "inputs", "outputs", "preprocessing")
 NO_LABELS = ("the data has no labels: use an ImageFolder tree, an .npz with labels, or --data "
@@ -82,6 +83,15 @@ class ValidationReport:
             lines.append(f"  first divergent layer: {first['scope']} ({first['op_type']}, module "
                          f"{first['module'] or '-'}{fused_text(first)}): SQNR {first['sqnr_db']:.1f} dB, "
                          f"max rel {first['max_rel']:.2e}")
+        arm = r.get("arm")
+        if arm:
+            ident = "bit-identical to host" if arm["bit_identical"] else \
+                f"{arm['differing_elements']}/{arm['elements']} elements differ from host"
+            instr = (f"{arm['instructions_median'] / 1e6:.2f}M instructions/inference" if "instructions_median" in arm
+                     else arm.get("instructions_note", "no instruction count"))
+            ratio = "".join(f", {k.split('_over')[0]}/fp32 {v:.2f}" for k, v in arm.items()
+                            if k.endswith("_over_fp32_instructions"))
+            lines.append(f"  emulated ARM {arm['cpu']} ({arm['samples']} samples): {ident}; {instr}{ratio}")
         lat = r.get("latency") or {}
         if lat.get("runtimes"):
             t1 = str(min(lat["threads"]))
@@ -275,6 +285,30 @@ def _fp32_sibling(path: Path, precision: str, warnings: list[str]) -> tuple[byte
     return data, sib
 
 
+def run_on_emulated_arm(art, x: np.ndarray, host_out: np.ndarray, precision: str, cpu: str) -> dict[str, Any]:
+    """Run the first ``ARM_SAMPLES`` inputs on emulated ARM (qemu-aarch64, ``mobile_export.arm``):
+    int8 outputs must equal the host's bit for bit (differing elements are counted), float ones are
+    compared by max abs difference; instructions per inference replace wall time, and an fp32
+    sibling artifact is counted too for the int8/fp32 ratio."""
+    from mobile_export.arm import run_float
+
+    n = min(len(x), ARM_SAMPLES)
+    xa = np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1))
+    arm_out, run = run_float(art.tflite, xa, cpu=cpu)
+    host = host_out[:n]
+    out: dict[str, Any] = {"cpu": cpu, "samples": n, **run.summary(),
+                           "differing_elements": int((arm_out != host).sum()), "elements": int(host.size),
+                           "max_abs_diff_vs_host": float(np.abs(arm_out - host).max())}
+    out["bit_identical"] = out["differing_elements"] == 0
+    sibling = art.tflite_path.parent.parent / "fp32" / "model.tflite"
+    if precision != "fp32" and sibling.is_file() and run.instructions_per_inference:
+        _, fp32_run = run_float(sibling.read_bytes(), xa[:1], cpu=cpu)
+        if fp32_run.instructions_per_inference:
+            out["fp32_instructions_median"] = fp32_run.median_instructions
+            out[f"{precision}_over_fp32_instructions"] = run.median_instructions / fp32_run.median_instructions
+    return out
+
+
 def validate(
     tflite_path: str | os.PathLike,
     reference: str | None = None,
@@ -292,6 +326,7 @@ def validate(
     layer_tolerance: tuple[str, float] | None = None,
     latency_runs: int | None = None,
     write: bool = True,
+    cpu: str = "cortex-a76",
 ) -> ValidationReport:
     """Validate the artifact at ``tflite_path`` against registered model ``reference`` (defaults
     to the manifest's model). ``data``: None (embedded default set), ``"cifar10-default"``, an
@@ -307,7 +342,7 @@ def validate(
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
     if runtime not in RUNTIMES:
-        raise UserError(f"runtime '{runtime}' is not available here; use --runtime host.")
+        raise UserError(f"runtime '{runtime}' is not available; use --runtime host or qemu.")
     gate_file = gates.read_gate_file(gate) if gate is not None else None
     art = load_artifact(tflite_path, reference)
     m, precision = art.manifest, art.precision
@@ -374,6 +409,12 @@ def validate(
         warnings.append("the manifest has no 'layers' table, so no per-layer comparison was made.")
     stages["per-layer comparison"] = time.perf_counter() - t
 
+    arm = None
+    if runtime == "qemu":
+        t = time.perf_counter()
+        arm = run_on_emulated_arm(art, x, tfl_out, precision, cpu)
+        stages["emulated ARM"] = time.perf_counter() - t
+
     latency, sibling_path = None, None
     if latency_runs > 0:
         t = time.perf_counter()
@@ -417,6 +458,7 @@ def validate(
                  "classes": list(calib.class_names) if calib.class_names else None},
         "fidelity": fidelity,
         "accuracy": accuracy,
+        "arm": arm,
         "flips": _flips(torch_out, tfl_out, calib),
         "per_layer": per_layer,
         "latency": latency,

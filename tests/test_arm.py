@@ -6,6 +6,7 @@ The runtime is prepared once in the user cache (``~/.cache/mobile-export/arm/cor
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -141,3 +142,27 @@ def test_missing_qemu_without_apt_names_the_package(monkeypatch):
     monkeypatch.setattr(sysroot, "_is_root", lambda: False)
     with pytest.raises(sysroot.ArmSetupError, match="needs root; install the Debian package qemu-user"):
         sysroot.find_qemu()
+
+
+@pytest.mark.slow
+def test_validate_runtime_qemu_reports_identity_and_instruction_ratio(arm_runtime, tmp_path, capsys):
+    """`mobile-export validate --runtime qemu`: outputs compared with the host and instruction
+    counts for the int8 model and its fp32 sibling."""
+    from mobile_export.api import export
+    from mobile_export.cli import main
+
+    for precision in ("fp32", "int8"):
+        export("mobilenet_v3_small", precision=precision, input_size=64, out_dir=tmp_path, search=False,
+               num_calibration=32)
+    path = tmp_path / "mobilenet_v3_small" / "int8" / "model.tflite"
+    code = main(["validate", str(path), "--reference", "mobilenet_v3_small", "--runtime", "qemu", "--num", "16",
+                 "--latency-runs", "0", "--cpu", CPU])
+    out = capsys.readouterr().out
+    assert code in (0, 1)  # the default int8 gate may fail on untrained weights; the ARM figures are what we check
+    assert "emulated ARM" in out
+    rep = json.loads((path.parent / "validation" / "report.json").read_text())
+    arm = rep["arm"]
+    assert arm["samples"] == 8 and arm["elements"] == 8 * 1000
+    assert arm["instructions_median"] > 100_000
+    assert 0 < arm["int8_over_fp32_instructions"] < 1.0  # int8 costs fewer instructions on ARM
+    assert arm["differing_elements"] == 0, arm
