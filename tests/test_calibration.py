@@ -384,7 +384,8 @@ def test_default_labelled_is_the_cifar_part(cfg32):
 
 def test_package_data_is_small_and_documented():
     sizes = {p.name: p.stat().st_size for p in DATA.glob("*.npz")}
-    assert set(sizes) == {"default.npz", "photos.npz"} and sum(sizes.values()) < 3_000_000
+    assert set(sizes) == {"default.npz", "photos.npz", "cifar10_holdout.npz"}
+    assert sizes["default.npz"] + sizes["photos.npz"] < 3_000_000 and sizes["cifar10_holdout.npz"] < 3_000_000
     with np.load(DATA / "photos.npz") as z:
         names = z["names"].tolist()
         assert len(names) == 10 and len(z["licenses"]) == 10
@@ -395,6 +396,29 @@ def test_package_data_is_small_and_documented():
     with np.load(DATA / "default.npz") as z:
         assert z["images"].shape == (300, 32, 32, 3) and z["images"].dtype == np.uint8
         assert z["labels"].dtype == np.int64 and tuple(z["class_names"].tolist()) == CIFAR_CLASSES
+    with np.load(DATA / "cifar10_holdout.npz") as z:
+        assert z["images"].shape == (1000, 32, 32, 3) and np.bincount(z["labels"]).tolist() == [100] * 10
+        assert tuple(z["class_names"].tolist()) == CIFAR_CLASSES
+
+
+def test_cifar10_holdout_images_are_from_the_held_out_split():
+    """The shipped evaluation images must be ones the CIFAR-10 checkpoints never trained on."""
+    from pathlib import Path
+
+    holdout = set((Path(__file__).resolve().parents[1] / "models" / "weights" / "cifar10_holdout.txt")
+                  .read_text().split())
+    with np.load(DATA / "cifar10_holdout.npz") as z:
+        files = z["files"].tolist()
+    assert len(set(files)) == 1000 and set(files) <= holdout
+
+
+def test_load_cifar10_holdout_is_labelled_and_preprocessed():
+    from mobile_export.calibration import load_cifar10_holdout
+    from mobile_export.models import configure
+
+    s = load_cifar10_holdout(configure("mobilenet_v3_small", weights="cifar10"), num=20, seed=1)
+    assert s.inputs.shape == (20, 3, 64, 64) and s.labels.shape == (20,) and s.kind == "cifar10-holdout"
+    assert len(s.class_names) == 10
 
 
 def test_default_npz_is_reproducible_from_the_cifar_archive(cifar10_tar):
