@@ -106,9 +106,9 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
     from mobile_export.runtime import TFLiteModel, fully_integer_violations, op_histogram, xnnpack_partitions
     from mobile_export.tflite_convert import convert
 
-    options = options or ExportOptions(**kwargs)
-    if kwargs and options is not None and not isinstance(options, ExportOptions):
+    if options is not None and kwargs:
         raise InvalidOptionError("pass either an ExportOptions or keyword options, not both.")
+    options = options or ExportOptions(**kwargs)
     config = configure(name, weights=options.weights, num_classes=options.num_classes, input_size=options.input_size)
     precision = options.precision
     final_dir = options.out_dir / name / precision.value
@@ -154,7 +154,6 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         "tflite_vs_torch": compare(got, ref),
         "tflite_vs_onnxruntime": compare(got, ort_out),
         "onnxruntime_vs_torch": ort_check,
-        "bounds": BOUNDS[precision],
     }
     bounds = dict(BOUNDS[precision])
     if "max_rel" in bounds:  # never stricter than 4x PyTorch's own float32 rounding noise
@@ -166,17 +165,17 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         # conversion is faithful when TFLite matches the same graph with fp16-rounded weights.
         from mobile_export.onnx_export import with_fp16_weights
 
-        fp16_ref = compare(got, run_onnxruntime(with_fp16_weights(proto), x, config.input_name))
+        fp16_out = run_onnxruntime(with_fp16_weights(proto), x, config.input_name)
+        fp16_ref = compare(got, fp16_out)
         fidelity["tflite_vs_fp16_weights_reference"] = fp16_ref
-        fidelity["fp16_weights_reference_vs_torch"] = compare(
-            run_onnxruntime(with_fp16_weights(proto), x, config.input_name), ref)
+        fidelity["fp16_weights_reference_vs_torch"] = compare(fp16_out, ref)
         explained = fp16_ref["cosine_min"] >= FP16_REFERENCE_COSINE
         fidelity["passed_by"] = "torch" if fidelity["passed"] else ("fp16_weights_reference" if explained else None)
         fidelity["passed"] = fidelity["passed"] or explained
     partitions = xnnpack_partitions(tflite)
     ops = op_histogram(tflite)
-    one_partition = partitions["partitions"] == 1 and not partitions["outside"]
-    if not one_partition:
+    graph_ok = partitions["partitions"] == 1 and not partitions["outside"]
+    if not graph_ok:
         warnings.append(f"XNNPACK splits the graph into {partitions['partitions']} partitions; "
                         f"outside: {', '.join(partitions['outside'][:5])}")
     latency = {"tflite_1_thread": tfl.latency_ms()}
@@ -190,12 +189,11 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
                 f"int8 fidelity below the bar on held-back calibration images: SQNR {int8.chosen['sqnr_db']:.1f} dB, "
                 f"top-1 agreement {int8.chosen['top1_agreement']:.3f} vs fp32 (want >= {MIN_SQNR_DB:g} dB and "
                 f">= {MIN_TOP1_AGREEMENT:.0%}); use --gate to fail CI on it.")
-        fp32_model = TFLiteModel(int8.float_tflite)
-        latency = {"tflite_1_thread": tfl.latency_ms(), "fp32_tflite_1_thread": fp32_model.latency_ms()}
+        latency["fp32_tflite_1_thread"] = TFLiteModel(int8.float_tflite).latency_ms()
         latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
         extra["int8"] = {"fully_integer": not offending, "violations": offending, "vs_fp32_holdout": int8.chosen,
                          "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count)}
-        one_partition = one_partition and not offending
+        graph_ok = graph_ok and not offending
 
     if config.weights_spec is not None and config.weights_spec.name == "cifar10":
         extra["accuracy"] = st.run("accuracy on held-out CIFAR-10", cifar10_accuracy, config, model, tfl)
@@ -204,7 +202,7 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         manifest=manifest, config=config, precision=precision, warnings=warnings, stages=st.times,
         fidelity=fidelity, partitions=partitions, ops=ops, latency=latency, calibration=calib, extra=extra,
     )
-    passed = bool(fidelity["passed"] and one_partition)
+    passed = bool(fidelity["passed"] and graph_ok)
     rep["passed"] = passed
     with artifacts.atomic_dir(final_dir) as tmp:
         (tmp / "model.onnx").write_bytes(proto.SerializeToString())
