@@ -53,12 +53,12 @@ def test_sidecar_is_complete(sidecar):
         assert meta["labels"] == CIFAR10_CLASSES
     assert len(meta["mean"]) == len(meta["std"]) == 3 and all(s > 0 for s in meta["std"])
     md = meta["metadata"]
-    for key in ("recipe", "seed", "holdout_top1", "training_wall_time_s", "torch", "dataset"):
+    for key in ("recipe", "seed", "holdout_top1", "holdout_top1_every10th", "training_wall_time_s", "torch", "dataset"):
         assert key in md, f"{sidecar.name} metadata lacks {key!r}"
     for key in ("optimizer", "lr_schedule", "epochs", "batch", "augmentation", "input_size"):
         assert key in md["recipe"], f"{sidecar.name} recipe lacks {key!r}"
     assert md["recipe"]["input_size"] == meta["input_size"]
-    assert 0.1 < md["holdout_top1"] <= 1.0
+    assert 0.5 <= md["holdout_top1"] <= 1.0, f"{sidecar.name}: held-out top-1 {md['holdout_top1']} is not a trained model"
     ds = md["dataset"]
     assert "split_seed" in ds and "holdout_list_sha256" in ds
     listed = WEIGHTS_DIR / ds["holdout_list"]
@@ -117,7 +117,9 @@ def test_recorded_holdout_accuracy_reproduces(sidecar, holdout_sample):
     with torch.no_grad():
         pred = torch.cat([model(x[i:i + 250]).argmax(1) for i in range(0, len(x), 250)]).numpy()
     top1 = float((pred == labels).mean())
-    recorded = meta["metadata"]["holdout_top1"]
+    # the figure recorded for these same 500 images (the full 5,000-image figure differs from any
+    # 500-image subset by ~2 pp of sampling noise alone, so it is not what the check compares with)
+    recorded = meta["metadata"]["holdout_top1_every10th"]
     assert abs(top1 - recorded) * 100 <= TOLERANCE_PP, (
-        f"{meta['model']}: held-out top-1 on {len(labels)} images {top1:.4f}, recorded {recorded:.4f}"
+        f"{meta['model']}: held-out top-1 on {len(labels)} images {top1:.4f}, recorded {recorded:.4f} for them"
     )
