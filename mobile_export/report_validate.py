@@ -38,6 +38,16 @@ def layer_window(per_layer: dict[str, Any], rows: int = LAYER_ROWS) -> list[dict
     return table[lo:pos + 3]
 
 
+def arm_text(arm: dict[str, Any]) -> str:
+    """One sentence on an emulated-ARM run: identity with the host, instructions, int8/fp32 ratio."""
+    ident = "bit-identical to the host" if arm["bit_identical"] else \
+        f"{arm['differing_elements']} of {arm['elements']} output elements differ from the host"
+    instr = (f"{arm['instructions_median'] / 1e6:.2f}M instructions per inference" if "instructions_median" in arm
+             else arm.get("instructions_note", "no instruction count"))
+    ratio = "".join(f", {k.split('_over')[0]}/fp32 {v:.2f}" for k, v in arm.items() if k.endswith("_over_fp32_instructions"))
+    return f"emulated ARM {arm['cpu']} ({arm['samples']} samples): {ident}; {instr}{ratio}"
+
+
 def to_markdown(rep: dict[str, Any]) -> str:
     verdict = "PASS" if rep["passed"] else "FAIL"
     lines = [f"# mobile-export validate: {rep['model']} ({rep['precision']}) — **{verdict}**", ""]
@@ -48,14 +58,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
     lines.append("")
     for w in rep["warnings"]:
         lines += [f"> **Warning:** {w}", ""]
-    arm = rep.get("arm")
-    if arm:
-        ident = "bit-identical to the host" if arm["bit_identical"] else \
-            f"{arm['differing_elements']} of {arm['elements']} output elements differ from the host"
-        instr = (f"{arm['instructions_median']:,} instructions per inference" if "instructions_median" in arm
-                 else arm.get("instructions_note", "no instruction count"))
-        ratio = next((f"; {k.replace('_', ' ')} {v:.2f}" for k, v in arm.items() if k.endswith("_over_fp32_instructions")), "")
-        lines += [f"Emulated ARM ({arm['cpu']}, {arm['samples']} samples): {ident}; {instr}{ratio}.", ""]
+    if rep.get("arm"):
+        lines += [arm_text(rep["arm"]) + ".", ""]
     g = rep["gate"]
     lines += [f"## Gate ({g['source']})", "", "| check | measured | allowed | result |", "|---|---|---|---|"]
     checks = sorted(g["checks"], key=lambda c: c["passed"])  # failures first

@@ -64,7 +64,7 @@ class ValidationReport:
 
     def summary_lines(self) -> list[str]:
         """Failing checks first (measured vs allowed), then the headline numbers."""
-        from mobile_export.report_validate import fused_text
+        from mobile_export.report_validate import arm_text, fused_text
 
         r = self.report
         lines = [f"FAILED {c.sentence()}" for c in self.failures]
@@ -83,15 +83,8 @@ class ValidationReport:
             lines.append(f"  first divergent layer: {first['scope']} ({first['op_type']}, module "
                          f"{first['module'] or '-'}{fused_text(first)}): SQNR {first['sqnr_db']:.1f} dB, "
                          f"max rel {first['max_rel']:.2e}")
-        arm = r.get("arm")
-        if arm:
-            ident = "bit-identical to host" if arm["bit_identical"] else \
-                f"{arm['differing_elements']}/{arm['elements']} elements differ from host"
-            instr = (f"{arm['instructions_median'] / 1e6:.2f}M instructions/inference" if "instructions_median" in arm
-                     else arm.get("instructions_note", "no instruction count"))
-            ratio = "".join(f", {k.split('_over')[0]}/fp32 {v:.2f}" for k, v in arm.items()
-                            if k.endswith("_over_fp32_instructions"))
-            lines.append(f"  emulated ARM {arm['cpu']} ({arm['samples']} samples): {ident}; {instr}{ratio}")
+        if r.get("arm"):
+            lines.append(f"  {arm_text(r['arm'])}")
         lat = r.get("latency") or {}
         if lat.get("runtimes"):
             t1 = str(min(lat["threads"]))
