@@ -119,5 +119,5 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines.append("")
         for key, per in lat["ratios"].items():
             lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{per[str(n)]:.2f}× ({n} thr.)" for n in th))
-    lines += ["", f"Stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rep["stages_s"].items())]
+    lines += ["", "Stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rep["stages_s"].items())]
     return "\n".join(lines) + "\n"
