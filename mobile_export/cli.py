@@ -71,9 +71,19 @@ def _validate_parser(sub) -> None:
     p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, cifar10 (1,000 shipped held-out "
                                   "CIFAR-10 images), or cifar10-default (default: the embedded set, unlabelled)")
     p.add_argument("--num", type=_positive_int, help="number of samples (default 256, or the gate file's num)")
-    p.add_argument("--runtime", default="host", choices=["host", "qemu"],
-                   help="where to run TFLite: host (ai-edge-litert) or qemu (emulated ARM; see `mobile-export arm setup`)")
+    p.add_argument("--runtime", default="host", choices=["host", "qemu", "adb"],
+                   help="where to run TFLite: host (ai-edge-litert), qemu (emulated ARM; see `mobile-export arm "
+                        "setup`) or adb (a connected device; see README 'Real device')")
     p.add_argument("--cpu", default="cortex-a76", help="emulated ARM core for --runtime qemu")
+    d = p.add_argument_group("--runtime adb")
+    d.add_argument("--serial", help="device serial (default $ANDROID_SERIAL, or the only connected device)")
+    d.add_argument("--adb", help="adb executable (default $ADB, or adb on PATH)")
+    d.add_argument("--device-python", metavar="CMD", help="Python on the device with numpy and ai_edge_litert: "
+                                                          "its outputs are compared with the host's")
+    d.add_argument("--benchmark-binary", metavar="PATH", help="LiteRT benchmark_model: a local file to push, or a "
+                                                              "path on the device (default /data/local/tmp/benchmark_model)")
+    d.add_argument("--device-runs", type=_positive_int, default=50, help="benchmark_model runs (default 50)")
+    d.add_argument("--device-threads", type=_positive_int, default=1, help="threads on the device (default 1)")
     p.add_argument("--gate", help="gate TOML file (see mobile_export/gate.py); flags below override it")
     for key, (_, desc) in THRESHOLDS.items():
         flag = "--" + key.removesuffix("_pp").removesuffix("_db").replace("_", "-")  # --max-top1-drop, --min-sqnr
@@ -150,6 +160,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_validate(args) -> int:
+    from mobile_export.arm.adb import DeviceOptions
     from mobile_export.gate import THRESHOLDS
     from mobile_export.validation import validate
 
@@ -158,6 +169,8 @@ def _cmd_validate(args) -> int:
         runtime=args.runtime, gate=args.gate, thresholds={k: getattr(args, k) for k in THRESHOLDS},
         junit=args.junit, out_dir=args.out, seed=args.seed, layer_samples=args.layer_samples,
         latency_runs=None if args.latency_runs is None else max(0, args.latency_runs), cpu=args.cpu,
+        device=DeviceOptions(serial=args.serial, adb=args.adb, python=args.device_python,
+                             benchmark=args.benchmark_binary, threads=args.device_threads, runs=args.device_runs),
     )
     for line in res.summary_lines():
         print(line)

@@ -48,6 +48,21 @@ def arm_text(arm: dict[str, Any]) -> str:
     return f"emulated ARM {arm['cpu']} ({arm['samples']} samples): {ident}; {instr}{ratio}"
 
 
+def device_text(dev: dict[str, Any]) -> str:
+    """One sentence on an adb device run: identity with the host, per-invoke and benchmark_model times."""
+    parts = [f"device {dev['serial']} ({dev['abi']})"]
+    if "bit_identical" in dev:
+        parts.append(f"{dev['samples']} samples " + ("bit-identical to the host" if dev["bit_identical"] else
+                     f"with {dev['differing_elements']} of {dev['elements']} output elements differing from the host"))
+    if "python_invoke_median_ms" in dev:
+        parts.append(f"Python invoke median {dev['python_invoke_median_ms']:.2f} ms")
+    b = dev.get("benchmark")
+    if b:
+        ratio = f", {b['over_fp32']:.2f}x the fp32 model's {b['fp32_avg_ms']:.2f} ms" if "over_fp32" in b else ""
+        parts.append(f"benchmark_model avg {b['avg_ms']:.2f} ms over {b.get('runs', '?')} runs{ratio}")
+    return "; ".join(parts) + "".join(f" ({n})" for n in dev.get("notes", []))
+
+
 def to_markdown(rep: dict[str, Any]) -> str:
     verdict = "PASS" if rep["passed"] else "FAIL"
     lines = [f"# mobile-export validate: {rep['model']} ({rep['precision']}) — **{verdict}**", ""]
@@ -60,6 +75,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines += [f"> **Warning:** {w}", ""]
     if rep.get("arm"):
         lines += [arm_text(rep["arm"]) + ".", ""]
+    if rep.get("device"):
+        lines += [device_text(rep["device"]) + ".", ""]
     g = rep["gate"]
     lines += [f"## Gate ({g['source']})", "", "| check | measured | allowed | result |", "|---|---|---|---|"]
     checks = sorted(g["checks"], key=lambda c: c["passed"])  # failures first

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -29,12 +29,15 @@ from tqdm import tqdm
 from mobile_export import artifacts, gate as gates, metrics
 from mobile_export.errors import ArtifactError, UserError
 
+if TYPE_CHECKING:
+    from mobile_export.arm.adb import DeviceOptions
+
 log = logging.getLogger(__name__)
 
 REPORT_SCHEMA_VERSION = 1
 CIFAR10_DEFAULT = "cifar10-default"
 CIFAR10_HOLDOUT = "cifar10"  # the shipped held-out split (never trained on): real accuracy
-RUNTIMES = ("host", "qemu")
+RUNTIMES = ("host", "qemu", "adb")
 ARM_SAMPLES = 8  # emulated inferences take seconds each: a few samples, plus 1 for the fp32 sibling
 MAX_LISTED_FLIPS = 1000
 REQUIRED_KEYS = ("model", "precision", "num_classes", "tflite_sha256", "inputs", "outputs", "preprocessing")
@@ -64,7 +67,7 @@ class ValidationReport:
 
     def summary_lines(self) -> list[str]:
         """Failing checks first (measured vs allowed), then the headline numbers."""
-        from mobile_export.report_validate import arm_text, fused_text
+        from mobile_export.report_validate import arm_text, device_text, fused_text
 
         r = self.report
         lines = [f"FAILED {c.sentence()}" for c in self.failures]
@@ -85,6 +88,8 @@ class ValidationReport:
                          f"max rel {first['max_rel']:.2e}")
         if r.get("arm"):
             lines.append(f"  {arm_text(r['arm'])}")
+        if r.get("device"):
+            lines.append(f"  {device_text(r['device'])}")
         lat = r.get("latency") or {}
         if lat.get("runtimes"):
             t1 = str(min(lat["threads"]))
@@ -302,6 +307,27 @@ def run_on_emulated_arm(art, x: np.ndarray, host_out: np.ndarray, precision: str
     return out
 
 
+def run_on_device(art, x: np.ndarray, host_out: np.ndarray, precision: str, opts) -> dict[str, Any]:
+    """Run the artifact on a device over adb (``mobile_export.arm.adb``): outputs of the first
+    ``ARM_SAMPLES`` inputs when the device has a Python (compared with the host's bit for bit), and
+    benchmark_model timings of the artifact and its fp32 sibling when a binary is available."""
+    from mobile_export.arm.adb import run_on_device as _run
+    from mobile_export.runtime import TFLiteModel
+
+    n = min(len(x), ARM_SAMPLES)
+    host = TFLiteModel(art.tflite, xnnpack=False)
+    xa = host.quantize_input(np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1)))
+    sibling = art.tflite_path.parent.parent / "fp32" / "model.tflite"
+    run = _run(art.tflite, xa, opts, fp32_sibling=sibling.read_bytes() if precision != "fp32" and sibling.is_file() else None)
+    out: dict[str, Any] = {"samples": n if run.outputs is not None else 0, **run.summary()}
+    if run.outputs is not None:
+        dev = host.dequantize_output(run.outputs)
+        out.update(differing_elements=int((dev != host_out[:n]).sum()), elements=int(host_out[:n].size),
+                   max_abs_diff_vs_host=float(np.abs(dev - host_out[:n]).max()))
+        out["bit_identical"] = out["differing_elements"] == 0
+    return out
+
+
 def validate(
     tflite_path: str | os.PathLike,
     reference: str | None = None,
@@ -320,6 +346,7 @@ def validate(
     latency_runs: int | None = None,
     write: bool = True,
     cpu: str = "cortex-a76",
+    device: "DeviceOptions | None" = None,
 ) -> ValidationReport:
     """Validate the artifact at ``tflite_path`` against registered model ``reference`` (defaults
     to the manifest's model). ``data``: None (embedded default set), ``"cifar10-default"``, an
@@ -335,7 +362,7 @@ def validate(
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
     if runtime not in RUNTIMES:
-        raise UserError(f"runtime '{runtime}' is not available; use --runtime host or qemu.")
+        raise UserError(f"runtime '{runtime}' is not available; use --runtime host, qemu or adb.")
     gate_file = gates.read_gate_file(gate) if gate is not None else None
     art = load_artifact(tflite_path, reference)
     m, precision = art.manifest, art.precision
@@ -407,6 +434,13 @@ def validate(
         t = time.perf_counter()
         arm = run_on_emulated_arm(art, x, tfl_out, precision, cpu)
         stages["emulated ARM"] = time.perf_counter() - t
+    device_run = None
+    if runtime == "adb":
+        from mobile_export.arm.adb import DeviceOptions
+
+        t = time.perf_counter()
+        device_run = run_on_device(art, x, tfl_out, precision, device or DeviceOptions())
+        stages["device (adb)"] = time.perf_counter() - t
 
     latency, sibling_path = None, None
     if latency_runs > 0:
@@ -452,6 +486,7 @@ def validate(
         "fidelity": fidelity,
         "accuracy": accuracy,
         "arm": arm,
+        "device": device_run,
         "flips": _flips(torch_out, tfl_out, calib),
         "per_layer": per_layer,
         "latency": latency,

@@ -1,12 +1,13 @@
-"""Emulated-ARM figures for exported models: instructions per inference (fp32 vs int8) and whether the
+"""Emulated-ARM figures for exported models: instructions per inference (fp32, fp16, int8) and whether the
 ARM outputs match the host's (int8: raw outputs bit-identical; fp32: max abs difference).
 
     python tools/arm_bench.py --dist /tmp/armdist mobilenet_v3_small mobilenet_v2 shufflenet_v2_x1_0
         [--cpu cortex-a76] [--samples 2] [--json out.json]
 
 Each NAME needs DIST/NAME/fp32/model.tflite and DIST/NAME/int8/model.tflite (from
-`mobile-export NAME --out DIST` and `mobile-export NAME --int8 --out DIST`). The same random NHWC
-float inputs feed both precisions (int8: quantized on the host with the model's input scale).
+`mobile-export NAME --out DIST` and `mobile-export NAME --int8 --out DIST`); DIST/NAME/fp16 is
+counted too when it exists (`--fp16`). The same random NHWC float inputs feed every precision (int8:
+quantized on the host with the model's input scale).
 """
 from __future__ import annotations
 
@@ -62,22 +63,27 @@ def main(argv=None) -> int:
     rows = []
     for name in args.names:
         per = {}
-        for prec in ("fp32", "int8"):
+        for prec in ("fp32", "fp16", "int8"):
             path = args.dist / name / prec / "model.tflite"
+            if prec == "fp16" and not path.is_file():
+                continue
             h = TFLiteModel(path.read_bytes()).inputs[0].shape
             x = np.random.default_rng(args.seed).uniform(-2.0, 2.0, (args.samples, *h[1:])).astype(np.float32)
             per[prec] = r = measure(path, x, args.cpu)
             r.update(model=name, precision=prec)
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
-        f, q = per["fp32"].get("instructions_median"), per["int8"].get("instructions_median")
-        per["int8"]["int8_over_fp32"] = round(q / f, 3) if f and q else None
+        f = per["fp32"].get("instructions_median")
+        for prec in ("fp16", "int8"):
+            q = per.get(prec, {}).get("instructions_median")
+            if prec in per:
+                per[prec]["over_fp32"] = round(q / f, 3) if f and q else None
     print(f"emulated {args.cpu}, XNNPACK, 1 thread; instructions per inference (median of {args.samples})\n")
-    print("| model | precision | instructions/inference | int8 / fp32 | ARM vs host |")
+    print("| model | precision | instructions/inference | / fp32 | ARM vs host |")
     print("|---|---|---|---|---|")
     for r in rows:
         ins = f"{r['instructions_median'] / 1e6:.2f}M" if r.get("instructions_median") else "n/a"
-        ratio = f"{r['int8_over_fp32']:.2f}" if r.get("int8_over_fp32") else ""
+        ratio = f"{r['over_fp32']:.2f}" if r.get("over_fp32") else ""
         if "differing_elements" in r:
             same = ("bit-identical" if r["differing_elements"] == 0 else
                     f"{r['differing_elements']}/{r['elements']} differ (max {r['max_abs_lsb']} LSB; "

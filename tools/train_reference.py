@@ -258,6 +258,19 @@ def param_groups(model: nn.Module, wd: float, wd_dw: float) -> list[dict]:
     ]
 
 
+def reinit_head(model: nn.Module, bias: float) -> str:
+    """SqueezeNet's logits come out of a ReLU: with the zoo's N(0, 0.01) head and zero bias, SGD pushes
+    every non-target logit below zero within a few dozen steps and they never come back (loss stuck at
+    ln 10, measured). A Kaiming-uniform head with a positive bias keeps them alive."""
+    name, last = None, None
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            name, last = n, m
+    nn.init.kaiming_uniform_(last.weight)
+    nn.init.constant_(last.bias, bias)
+    return name
+
+
 def one_cycle(total_steps: int, warmup_frac: float = 0.15, start_div: float = 10.0):
     warm = max(1, int(total_steps * warmup_frac))
 
@@ -314,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--workdir", type=Path, help="default ~/.cache/mobile-export/train/<model>_<weights>_s<size>")
+    ap.add_argument("--head-bias", type=float, default=None, metavar="B",
+                    help="re-initialise the last conv/linear layer (Kaiming uniform weight, bias B) so logits that "
+                         "pass through a ReLU (SqueezeNet) start alive; the architecture is unchanged")
     ap.add_argument("--bench", type=int, default=0, metavar="STEPS",
                     help="time STEPS training steps, print the projected epoch time, write nothing")
     args = ap.parse_args(argv)
@@ -342,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     model = get_model(args.model, num_classes=len(classes))
+    if args.head_bias is not None and not args.init:
+        head = reinit_head(model, args.head_bias)
+        log.info("init: %s re-initialised (Kaiming uniform weight, bias %g)", head, args.head_bias)
     if args.init:
         from mobile_export.models import load_into, read_state_dict
         load_into(model, read_state_dict(args.init), str(args.init))
@@ -502,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "zoo's geometry for input_size (torch bilinear)",
                 "input_size": args.input_size,
                 "normalization": args.norm,
-                "init": str(args.init) if args.init else "random (zoo initialisation)",
+                "init": str(args.init) if args.init else "random (zoo initialisation)" + (
+                    f"; last layer Kaiming uniform with bias {args.head_bias:g} (logits pass a ReLU)"
+                    if args.head_bias is not None else ""),
                 "threads": args.threads,
             },
             "seed": args.seed,
