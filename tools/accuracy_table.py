@@ -1,0 +1,195 @@
+"""The CI accuracy table (issue 8): every shipped CIFAR-10 checkpoint exported to fp32 and int8, both
+validated on the held-out split, top-1 of PyTorch / TFLite fp32 / TFLite int8 and the int8 drop with
+its paired-bootstrap 95% CI; a gate per model (tools/accuracy_gate.toml).
+
+    python tools/accuracy_table.py [--out ci-accuracy] [--models NAME ...] [--data ARCHIVE]
+
+Data: the 5,000-image held-out split of ../shared/datasets/cifar10-train.tar.gz (the split
+training never saw; its file list must match models/weights/cifar10_holdout.txt) when the archive is
+there, else the 1,000 held-out images shipped in the package (`--data cifar10`). Int8 calibrates on
+the embedded default set, as `mobile-export NAME --int8 --weights cifar10` does.
+
+Writes OUT/accuracy.md, OUT/accuracy.json, OUT/junit.xml (one testcase per model and precision),
+prints the Markdown table, and exits 1 when a gate fails (2 on bad input).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import train_reference as tr  # noqa: E402  (its archive loader and held-out split)
+
+GATE = REPO / "tools" / "accuracy_gate.toml"
+WEIGHTS = "cifar10"
+log = logging.getLogger("accuracy_table")
+
+
+def shipped_models() -> list[str]:
+    from mobile_export.models import get_spec, list_models
+
+    return [n for n in list_models() if WEIGHTS in get_spec(n).weights]
+
+
+def holdout_images(archive: Path) -> dict:
+    """The held-out split's raw images, labels and class names, checked against the shipped list."""
+    ds = tr.load_dataset(archive)
+    _, hold = tr.holdout_split(ds, 5000, 0)
+    shipped = (REPO / "models" / "weights" / "cifar10_holdout.txt").read_text()
+    if tr.holdout_text(ds["files"][hold]) != shipped:
+        raise SystemExit(f"{archive}: its held-out split differs from models/weights/cifar10_holdout.txt; "
+                         "pass the CIFAR-10 train archive the checkpoints were trained from.")
+    return {"images": ds["images"][hold], "labels": ds["labels"][hold].astype(np.int64),
+            "class_names": np.array([str(c) for c in ds["classes"]]), "source": f"{archive.name} held-out split"}
+
+
+def labelled_npz(raw: dict, name: str, work: Path) -> Path:
+    """The held-out images preprocessed for ``name``'s cifar10 config, as a labelled .npz for validate."""
+    from PIL import Image
+
+    from mobile_export.calibration import preprocess_image
+    from mobile_export.models import configure
+
+    config = configure(name, weights=WEIGHTS)
+    path = work / f"holdout_{config.input_size}px.npz"
+    if not path.is_file():
+        x = np.stack([preprocess_image(Image.fromarray(a), config, name=f"held-out image {i}")
+                      for i, a in enumerate(raw["images"])]).astype(np.float32)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, inputs=x, labels=raw["labels"], class_names=raw["class_names"])
+        tmp.replace(path)
+    return path
+
+
+def run_model(name: str, data, count: int, dist: Path, reports: Path) -> dict:
+    from mobile_export.api import export
+    from mobile_export.validation import validate
+
+    row: dict = {"model": name}
+    for precision in ("fp32", "int8"):
+        t0 = time.perf_counter()
+        res = export(name, precision=precision, weights=WEIGHTS, out_dir=dist)
+        t_export = time.perf_counter() - t0
+        v = validate(res.tflite_path, reference=name, weights=WEIGHTS, data=str(data), num=count, gate=GATE,
+                     latency_runs=0, out_dir=reports / name / precision, junit=None)
+        acc = v.report["accuracy"]
+        row[precision] = {
+            "torch_top1": acc["torch"]["top1"], "tflite_top1": acc["tflite"]["top1"],
+            "drop": acc["top1_drop"], "samples": v.report["data"]["count"],
+            "sqnr_db": v.report["fidelity"]["tflite_vs_torch"]["sqnr_db"],
+            "top1_agreement": v.report["fidelity"]["tflite_vs_torch"]["top1_agreement"],
+            "checks": [{"name": c.name, "passed": c.passed, "sentence": c.sentence(), "skipped": c.skipped}
+                       for c in v.checks],
+            "passed": v.passed, "export_s": round(t_export, 1), "validate_s": round(time.perf_counter() - t0 - t_export, 1),
+            "recipe": res.manifest.get("recipe"),
+        }
+        log.info("%s %s: torch %.4f tflite %.4f (%s)", name, precision, acc["torch"]["top1"], acc["tflite"]["top1"],
+                 "pass" if v.passed else "FAIL")
+    row["passed"] = row["fp32"]["passed"] and row["int8"]["passed"]
+    return row
+
+
+def gate_of(name: str) -> float | None:
+    from mobile_export import gate as gates
+
+    limits, _, _ = gates.thresholds_for(gates.read_gate_file(GATE), None, name, "int8")
+    return limits.get("max_top1_drop_pp")
+
+
+def markdown(rows: list[dict], source: str) -> str:
+    lines = [f"# CIFAR-10 accuracy: PyTorch vs TFLite fp32 vs TFLite int8 ({source})", "",
+             "| model | samples | PyTorch fp32 | TFLite fp32 | TFLite int8 | int8 drop (95% CI) | gate | int8 SQNR | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | – | – | – | – | – | – | – | ERROR: {r['error']} |")
+            continue
+        f, q = r["fp32"], r["int8"]
+        d = q["drop"]
+        lines.append(f"| {r['model']} | {q['samples']} | {f['torch_top1']:.2%} | {f['tflite_top1']:.2%} | "
+                     f"{q['tflite_top1']:.2%} | {d['drop_pp']:+.2f} pp ({d['ci_low_pp']:+.2f} .. {d['ci_high_pp']:+.2f}) | "
+                     f"≤ {gate_of(r['model']):g} pp | {q['sqnr_db']:.1f} dB | {'pass' if r['passed'] else '**FAIL**'} |")
+    fails = [f"- {r['model']} {p}: {c['sentence']}" for r in rows if "error" not in r for p in ("fp32", "int8")
+             for c in r[p]["checks"] if not c["passed"]]
+    if fails:
+        lines += ["", "Failed checks:", *fails]
+    lines += ["", "Drop = PyTorch fp32 top-1 − TFLite int8 top-1 on the same images (positive: int8 is worse)."]
+    return "\n".join(lines) + "\n"
+
+
+def junit(rows: list[dict], seconds: float) -> str:
+    cases = []
+    for r in rows:
+        for p in ("fp32", "int8"):
+            fails = [r["error"]] if "error" in r else [c["sentence"] for c in r[p]["checks"] if not c["passed"]]
+            cases.append((r["model"], p, fails, 0 if "error" in r else r[p]["export_s"] + r[p]["validate_s"]))
+    nfail = sum(1 for c in cases if c[2])
+    root = ET.Element("testsuites", name="mobile-export accuracy", tests=str(len(cases)), failures=str(nfail))
+    suite = ET.SubElement(root, "testsuite", name="cifar10 accuracy table", tests=str(len(cases)),
+                          failures=str(nfail), errors="0", time=f"{seconds:.1f}")
+    for model, p, fails, t in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"accuracy.{model}", name=p, time=f"{t:.1f}")
+        if fails:
+            ET.SubElement(case, "failure", type="GateFailed", message=fails[0]).text = "\n".join(fails)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("ci-accuracy"))
+    ap.add_argument("--models", nargs="+", help="default: every model with shipped cifar10 weights")
+    ap.add_argument("--data", type=Path, default=tr.DEFAULT_DATA, help="the CIFAR-10 train archive")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    from mobile_export.errors import MobileExportError
+
+    models = args.models or shipped_models()
+    unknown = sorted(set(models) - set(shipped_models()))
+    if unknown:
+        print(f"accuracy_table: no shipped {WEIGHTS} weights for {', '.join(unknown)}; pick from "
+              f"{', '.join(shipped_models())}.", file=sys.stderr)
+        return 2
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    raw = holdout_images(args.data) if args.data.is_file() else None
+    source = raw["source"] if raw else "1,000 shipped held-out images (archive not found)"
+    if raw is None:
+        log.warning("%s not found: using the 1,000 shipped held-out images (wider confidence intervals)", args.data)
+    rows = []
+    for name in models:
+        data = labelled_npz(raw, name, work) if raw else "cifar10"
+        try:
+            rows.append(run_model(name, data, len(raw["labels"]) if raw else 1000, work / "dist", args.out / "reports"))
+        except MobileExportError as e:
+            log.error("%s: %s", name, e)
+            rows.append({"model": name, "error": str(e), "passed": False})
+    seconds = time.perf_counter() - t0
+    md = markdown(rows, source)
+    write_atomic(args.out / "accuracy.md", md)
+    write_atomic(args.out / "accuracy.json", json.dumps({"source": source, "seconds": round(seconds, 1),
+                                                         "rows": rows}, indent=2, default=str) + "\n")
+    write_atomic(args.out / "junit.xml", junit(rows, seconds))
+    print(md)
+    print(f"accuracy table: {len(rows)} models in {seconds / 60:.1f} min -> {args.out}/accuracy.md, junit.xml")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
