@@ -37,6 +37,8 @@ BOUNDS = {
 # TFLite must then match the same ONNX graph with fp16-rounded weights to this cosine.
 FP16_REFERENCE_COSINE = 0.99999
 
+PER_LAYER_SAMPLES = 8  # held-back images for the int8 per-layer table (each layer is stored for all of them)
+
 UNTRAINED_WARNING = (
     "UNTRAINED WEIGHTS: no --weights given, so this model has random initial weights; its outputs "
     "mean nothing and accuracy figures are not meaningful. Pass --weights PATH (or a registered name)."
@@ -192,7 +194,9 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         latency["fp32_tflite_1_thread"] = TFLiteModel(int8.float_tflite).latency_ms()
         latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
         extra["int8"] = {"fully_integer": not offending, "violations": offending, "vs_fp32_holdout": int8.chosen,
-                         "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count)}
+                         "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count),
+                         "per_layer": st.run("per-layer int8 vs fp32", int8_per_layer, tflite, proto, lowered,
+                                             int8.holdout.inputs, config, options.batch)}
         graph_ok = graph_ok and not offending
 
     if config.weights_spec is not None and config.weights_spec.name == "cifar10":
@@ -245,6 +249,15 @@ def _within(metrics: dict, bounds: dict) -> bool:
         elif metrics[key] < bound:
             return False
     return True
+
+
+def int8_per_layer(tflite: bytes, proto, lowered, x: np.ndarray, config, batch: int) -> dict:
+    """Per-layer SQNR of the int8 model against the float graph (onnxruntime) on a few held-back
+    images, with the first layer past the int8 tolerance named (the validator's table)."""
+    from mobile_export.per_layer import compare_layers
+
+    k = max(batch, min(PER_LAYER_SAMPLES, len(x)) // batch * batch)
+    return compare_layers(tflite, proto, lowered.layers(), x[:k], input_name=config.input_name, precision="int8")
 
 
 def build_manifest(config, precision, options, tflite: bytes, proto, tfl, lowered, calib, int8=None) -> dict:

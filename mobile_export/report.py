@@ -52,7 +52,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {key.replace('_', ' ')} | {_fmt(m['max_abs'])} | {_fmt(m['max_rel'])} | "
                      f"{_fmt(m['cosine_min'])} | {_fmt(m['sqnr_db'])} | {_fmt(m['top1_agreement'])} | "
                      f"{_fmt(m['top5_agreement'])} |")
-    lines += ["", f"Bounds against PyTorch: {fid['bounds']} → {'met' if fid['passed'] else 'NOT met'}", ""]
+    bounds = ", ".join(f"{k} {v:g}" for k, v in fid["bounds"].items()) or "none (int8: judged against fp32 below)"
+    lines += ["", f"Bounds against PyTorch: {bounds} → {'met' if fid['passed'] else 'NOT met'}", ""]
     x = rep["xnnpack"]
     lines += ["## Graph", "", f"- XNNPACK partitions: {x['partitions']} (nodes outside: {len(x['outside'])})",
               f"- TRANSPOSE ops: {rep['transpose_ops']}",
@@ -85,4 +86,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
             chosen = " (chosen)" if a["method"] == q["vs_fp32_holdout"]["method"] else ""
             lines.append(f"| {a['method']}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
                          f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
+        if q.get("per_layer"):
+            from mobile_export.report_validate import per_layer_lines
+
+            lines += ["", "### Per layer: int8 TFLite vs fp32 (onnxruntime)", "", *per_layer_lines(q["per_layer"])]
     return "\n".join(lines) + "\n"

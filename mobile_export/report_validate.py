@@ -38,6 +38,28 @@ def layer_window(per_layer: dict[str, Any], rows: int = LAYER_ROWS) -> list[dict
     return table[lo:pos + 3]
 
 
+def per_layer_lines(pl: dict[str, Any]) -> list[str]:
+    """The per-layer section (validate and the int8 export report): tolerance, the first layer past
+    it named by scope and PyTorch module, and a window of the table around it."""
+    tol = pl["tolerance"]
+    first = pl.get("first_divergence")
+    lines = [f"{pl['compared']} layers compared on {pl['samples']} samples; tolerance: "
+             f"{'SQNR ≥ ' + fmt(tol['value']) + ' dB' if tol['kind'] == 'min_sqnr_db' else 'max rel ≤ ' + fmt(tol['value'])}."]
+    if first:
+        lines.append(f"**First divergent layer: `{first['scope']}`** ({first['op_type']}, module "
+                     f"`{first['module'] or '-'}`{fused_text(first)}, TFLite {first['tflite_op']}): "
+                     f"SQNR {fmt(first['sqnr_db'])} dB, "
+                     f"cosine {fmt(first['cosine_mean'], 6)}, max rel {fmt(first['max_rel'])}.")
+    else:
+        lines.append("No layer is past the tolerance.")
+    lines += ["", "| # | scope | module | TFLite op | SQNR dB | cosine | max rel |", "|---|---|---|---|---|---|---|"]
+    for e in layer_window(pl):
+        mark = " ⚠" if e["diverged"] else ""
+        lines.append(f"| {e['position']} | {e['scope']}{mark} | {e['module'] or '-'} | {e['tflite_op']} | "
+                     f"{fmt(e['sqnr_db'])} | {fmt(e['cosine_mean'], 6)} | {fmt(e['max_rel'])} |")
+    return lines
+
+
 def arm_text(arm: dict[str, Any]) -> str:
     """One sentence on an emulated-ARM run: identity with the host, instructions, int8/fp32 ratio."""
     ident = "bit-identical to the host" if arm["bit_identical"] else \
@@ -106,24 +128,7 @@ def to_markdown(rep: dict[str, Any]) -> str:
     lines += ["", f"Top-1 flips vs PyTorch: {fl['count']} of {d['count']} ({100 * fl['rate']:.1f}%)"
               + (": " + ", ".join(f"#{s['index']}" + (f" `{s['file']}`" if "file" in s else "")
                                   for s in fl["samples"][:10]) + (" …" if fl["count"] > 10 else "") if fl["count"] else "")]
-    pl = rep["per_layer"]
-    tol = pl["tolerance"]
-    first = pl.get("first_divergence")
-    lines += ["", "## Per layer", "",
-              f"{pl['compared']} layers compared on {pl['samples']} samples; tolerance: "
-              f"{'SQNR ≥ ' + fmt(tol['value']) + ' dB' if tol['kind'] == 'min_sqnr_db' else 'max rel ≤ ' + fmt(tol['value'])}."]
-    if first:
-        lines.append(f"**First divergent layer: `{first['scope']}`** ({first['op_type']}, module "
-                     f"`{first['module'] or '-'}`{fused_text(first)}, TFLite {first['tflite_op']}): "
-                     f"SQNR {fmt(first['sqnr_db'])} dB, "
-                     f"cosine {fmt(first['cosine_mean'], 6)}, max rel {fmt(first['max_rel'])}.")
-    else:
-        lines.append("No layer is past the tolerance.")
-    lines += ["", "| # | scope | module | TFLite op | SQNR dB | cosine | max rel |", "|---|---|---|---|---|---|---|"]
-    for e in layer_window(pl):
-        mark = " ⚠" if e["diverged"] else ""
-        lines.append(f"| {e['position']} | {e['scope']}{mark} | {e['module'] or '-'} | {e['tflite_op']} | "
-                     f"{fmt(e['sqnr_db'])} | {fmt(e['cosine_mean'], 6)} | {fmt(e['max_rel'])} |")
+    lines += ["", "## Per layer", "", *per_layer_lines(rep["per_layer"])]
     lat = rep.get("latency")
     if lat:
         th = lat["threads"]
