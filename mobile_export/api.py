@@ -139,6 +139,7 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
 
         int8 = export_int8(proto, config, options, st.run)
         calib, lowered, tflite = int8.calibration, int8.lowered, int8.tflite
+        proto = int8.proto  # equalized when the sensitivity pass chose that: same function, other weights
         warnings.extend(calib.warnings)
         x = int8.holdout.inputs  # judge int8 on real held-back images, not on noise
     else:
@@ -195,6 +196,7 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
         latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
         extra["int8"] = {"fully_integer": not offending, "violations": offending, "vs_fp32_holdout": int8.chosen,
                          "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count),
+                         "equalized": int8.equalized,
                          "per_layer": st.run("per-layer int8 vs fp32", int8_per_layer, tflite, proto, lowered,
                                              int8.holdout.inputs, config, options.batch)}
         graph_ok = graph_ok and not offending

@@ -83,8 +83,9 @@ def to_markdown(rep: dict[str, Any]) -> str:
                   f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
                   "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
         for a in q["attempts"]:
-            chosen = " (chosen)" if a["method"] == q["vs_fp32_holdout"]["method"] else ""
-            lines.append(f"| {a['method']}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
+            chosen = " (chosen)" if a is q["vs_fp32_holdout"] or a == q["vs_fp32_holdout"] else ""
+            eq = " + equalization" if a.get("equalized") else ""
+            lines.append(f"| {a['method']}{eq}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
                          f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
         if q.get("per_layer"):
             from mobile_export.report_validate import per_layer_lines

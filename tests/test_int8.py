@@ -3,8 +3,6 @@ ReLU6 ranges, quantization recorded in the manifest, byte-identical re-export; a
 estimation methods themselves."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -147,3 +145,64 @@ def test_every_family_has_a_recipe():
 
     families = {get_spec(n).family for n in list_models()}
     assert families <= set(Q.FAMILY_RECIPES)
+
+
+def test_cross_layer_equalization_keeps_the_function():
+    """Depthwise → 1x1 pairs are rescaled per channel: the float outputs stay the same and the
+    channel ranges of the int8 activation between them get closer."""
+    from mobile_export.equalize import equalize, find_pairs
+    from mobile_export.lowering import LoweredGraph
+    from mobile_export.models import build_model, configure
+    from mobile_export.onnx_export import export_onnx, run_onnxruntime
+
+    cfg = configure("shufflenet_v2_x0_5", input_size=SIZE, num_classes=10)
+    proto = export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
+                        output_name=cfg.output_name)
+    pairs = find_pairs(proto.graph)
+    assert len(pairs) == 16 + 3, "every ShuffleNetV2 branch (16 blocks, 3 stride-2 side branches) has one"
+    x = np.random.default_rng(0).standard_normal((8, 3, SIZE, SIZE)).astype(np.float32)
+    eq, done = equalize(proto, LoweredGraph(proto), np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    a, b = run_onnxruntime(proto, x, cfg.input_name), run_onnxruntime(eq, x, cfg.input_name)
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    assert len(done) == len(pairs)
+    assert all(d["channel_spread_after"] <= d["channel_spread_before"] + 1e-6 for d in done)
+    assert np.median([d["channel_spread_after"] / d["channel_spread_before"] for d in done]) < 0.7
+    assert find_pairs(configure_proto("mobilenet_v2")) == [], "ReLU6 between the pair is not scale-equivariant"
+
+
+def configure_proto(name):
+    from mobile_export.models import build_model, configure
+    from mobile_export.onnx_export import export_onnx
+
+    cfg = configure(name, input_size=SIZE, num_classes=10)
+    return export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
+                       output_name=cfg.output_name).graph
+
+
+@pytest.mark.slow
+def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkeypatch):
+    """With a bar no model meets, the search tries every range method and then equalization with the
+    best one, records each attempt, and the saved ONNX is the graph the chosen model came from."""
+    import onnx
+
+    from mobile_export import int8
+
+    monkeypatch.setattr(int8, "MIN_SQNR_DB", 1e9)
+    res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
+                 num_calibration=64)
+    attempts = res.report["int8"]["attempts"]
+    assert [(a["method"], a["equalized"]) for a in attempts][:3] == [("mse", False), ("percentile", False),
+                                                                     ("minmax", False)]
+    assert len(attempts) == 4 and attempts[3]["equalized"] and not any(a["meets_bar"] for a in attempts)
+    chosen = res.report["int8"]["vs_fp32_holdout"]
+    assert chosen["sqnr_db"] == max(a["sqnr_db"] for a in attempts)
+    saved = onnx.load(str(res.out_dir / "model.onnx"))
+    if chosen["equalized"]:
+        assert res.report["int8"]["equalized"] and any("cross-layer equalization of" in r for r in res.manifest["recipe"])
+    assert fully_integer_violations(res.tflite_path.read_bytes()) == []
+    # per-layer figures compare against the graph the model came from: were the unequalized graph used,
+    # the rescaled depthwise outputs would be off by per-channel factors (SQNR near 0 dB)
+    layers = [e for e in res.report["int8"]["per_layer"]["layers"] if "skipped" not in e]
+    assert len(layers) > 50 and min(e["sqnr_db"] for e in layers) > 5, min(e["sqnr_db"] for e in layers)
+    names = {i.name for i in saved.graph.initializer}
+    assert {n.input[1] for n in saved.graph.node if n.op_type == "Conv"} <= names
