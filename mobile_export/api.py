@@ -28,7 +28,7 @@ BOUNDS = {
     Precision.FP32: {"max_rel": 1e-4, "cosine_min": 0.99999},
     Precision.FP16: {"cosine_min": 0.9999},
     Precision.DYNAMIC: {"cosine_min": 0.99},
-    # int8 must be fully integer and in one partition; its fidelity (vs fp32 on held-back
+    # int8 must be fully integer and in one partition; its fidelity (vs fp32 on the
     # calibration images) is reported with a warning below the bar and gated with --gate.
     Precision.INT8: {},
 }
@@ -189,12 +189,12 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
             warnings.append(f"not fully integer: {', '.join(offending[:5])}")
         if not int8.chosen["meets_bar"]:
             warnings.append(
-                f"int8 fidelity below the bar on held-back calibration images: SQNR {int8.chosen['sqnr_db']:.1f} dB, "
+                f"int8 fidelity below the bar on the calibration images: SQNR {int8.chosen['sqnr_db']:.1f} dB, "
                 f"top-1 agreement {int8.chosen['top1_agreement']:.3f} vs fp32 (want >= {MIN_SQNR_DB:g} dB and "
                 f">= {MIN_TOP1_AGREEMENT:.0%}); use --gate to fail CI on it.")
         latency["fp32_tflite_1_thread"] = TFLiteModel(int8.float_tflite).latency_ms()
         latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
-        extra["int8"] = {"fully_integer": not offending, "violations": offending, "vs_fp32_holdout": int8.chosen,
+        extra["int8"] = {"fully_integer": not offending, "violations": offending, "chosen": int8.chosen,
                          "attempts": int8.attempts, "holdout_samples": int(int8.holdout.count),
                          "equalized": int8.equalized,
                          "per_layer": st.run("per-layer int8 vs fp32", int8_per_layer, tflite, proto, lowered,

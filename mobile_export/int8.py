@@ -5,8 +5,12 @@ best method. int16 activations and float fallback are deliberately not tried: XN
 16x8 ops nor float islands inside an int8 graph, so they would break the one-partition, fully-integer
 contract; a model still below the bar is reported as such (every op stays int8).
 
-Fidelity is judged against the fp32 TFLite model of the same lowering on a held-back slice of
-the calibration data (never used for ranges): SQNR of the logits and top-1 agreement.
+Fidelity is judged against the fp32 TFLite model of the same lowering on every calibration image
+(the ones ranges were fit on and a held-back slice): SQNR of the logits and top-1 agreement. Candidates
+are ranked by SQNR alone. Measured on ShuffleNetV2 (CIFAR-10), 64 held-back images ranked the range
+methods wrongly (percentile first; on 5,000 held-out images it is last, −0.4 pp) while all 256
+calibration images ranked them as the 5,000 did; top-1 agreement on a few hundred images moves in
+steps of a sample or two, so it only decides whether to keep searching.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ class Int8Result:
     def decisions(self) -> list[str]:
         eq = {True: " + equalization", False: ""}
         out = [f"int8 attempt {a['method']}{eq[a['equalized']]}: SQNR {a['sqnr_db']:.1f} dB, top-1 agreement "
-               f"{a['top1_agreement']:.3f} vs fp32 on {a['samples']} held-back samples" for a in self.attempts]
+               f"{a['top1_agreement']:.3f} vs fp32 on {a['samples']} calibration samples" for a in self.attempts]
         if self.equalized:
             before = np.median([e["channel_spread_before"] for e in self.equalized])
             after = np.median([e["channel_spread_after"] for e in self.equalized])
@@ -73,7 +77,7 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
                       options.num_calibration, options.seed)
     cal_part, hold = split_holdout(calib)
     cal_nhwc = np.ascontiguousarray(cal_part.inputs.transpose(0, 2, 3, 1))
-    hold_nhwc = np.ascontiguousarray(hold.inputs.transpose(0, 2, 3, 1))
+    eval_nhwc = np.ascontiguousarray(calib.inputs.transpose(0, 2, 3, 1))
     shape = (options.batch, *config.input_shape_nhwc[1:])
     batch = options.batch
 
@@ -84,7 +88,7 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
     float_graph = LoweredGraph(proto)
     float_tflite = run_stage("convert float reference", convert, float_graph, shape,
                              input_name=config.input_name, precision=Precision.FP32)
-    ref = TFLiteModel(float_tflite).run(hold_nhwc)
+    ref = TFLiteModel(float_tflite).run(eval_nhwc)
     recipe = Q.recipe_for(config.spec.family)
     names = Q.names_to_collect(float_graph.model.graph)
     acts = run_stage("collect activations", Q.collect_activations, float_graph, cal_nhwc, names, options.seed)
@@ -101,13 +105,13 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
         lowered = LoweredGraph(proto_, fake_quant=True, ranges=ranges)
         tflite = run_stage(f"convert int8 ({label})", convert, lowered, shape, input_name=config.input_name,
                            precision=Precision.INT8, representative=representative, io_type=options.io_type)
-        m = compare(TFLiteModel(tflite).run(hold_nhwc), ref)
+        m = compare(TFLiteModel(tflite).run(eval_nhwc), ref)
         a = {"method": method.value, "equalized": eq, **{k: m[k] for k in ("sqnr_db", "top1_agreement", "top5_agreement", "cosine_mean",
                                                     "samples")}}
         a["meets_bar"] = m["sqnr_db"] >= MIN_SQNR_DB and m["top1_agreement"] >= MIN_TOP1_AGREEMENT
         log.info("int8 with %s: SQNR %.1f dB, top-1 agreement %.3f", label, m["sqnr_db"], m["top1_agreement"])
         result.attempts.append(a)
-        if best is None or (a["meets_bar"], a["sqnr_db"]) > (best[0]["meets_bar"], best[0]["sqnr_db"]):
+        if best is None or a["sqnr_db"] > best[0]["sqnr_db"]:
             best = (a, tflite, lowered, proto_, method)
         return a["meets_bar"]
 

@@ -79,11 +79,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
                   f"(95% CI {d['ci_low_pp']:+.2f} .. {d['ci_high_pp']:+.2f})"]
     if rep.get("int8"):
         q = rep["int8"]
-        lines += ["", f"## Int8 vs fp32 TFLite on {q['holdout_samples']} held-back calibration images", "",
+        lines += ["", f"## Int8 vs fp32 TFLite on {q['chosen']['samples']} calibration images "
+                  f"({q['holdout_samples']} of them held back from range fitting)", "",
                   f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
                   "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
         for a in q["attempts"]:
-            chosen = " (chosen)" if a is q["vs_fp32_holdout"] or a == q["vs_fp32_holdout"] else ""
+            chosen = " (chosen)" if a is q["chosen"] or a == q["chosen"] else ""
             eq = " + equalization" if a.get("equalized") else ""
             lines.append(f"| {a['method']}{eq}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
                          f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")

@@ -194,7 +194,7 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     assert [(a["method"], a["equalized"]) for a in attempts][:3] == [("mse", False), ("percentile", False),
                                                                      ("minmax", False)]
     assert len(attempts) == 4 and attempts[3]["equalized"] and not any(a["meets_bar"] for a in attempts)
-    chosen = res.report["int8"]["vs_fp32_holdout"]
+    chosen = res.report["int8"]["chosen"]
     assert chosen["sqnr_db"] == max(a["sqnr_db"] for a in attempts)
     saved = onnx.load(str(res.out_dir / "model.onnx"))
     if chosen["equalized"]:
