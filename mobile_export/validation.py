@@ -352,7 +352,9 @@ def validate(
     to the manifest's model). ``data``: None (embedded default set), ``"cifar10-default"``, an
     image folder / ImageFolder tree / .npy / .npz. ``gate``: a TOML gate file; ``thresholds``:
     per-key overrides (``{"min_sqnr_db": 20}``). ``num`` / ``latency_runs`` default to the gate
-    file's settings, else 256 / 30; ``latency_runs=0`` skips timing."""
+    file's settings, else 256 / 30; ``latency_runs=0`` skips timing. ``runtime``: ``"host"``,
+    ``"qemu"`` (emulated ARM core ``cpu``) or ``"adb"`` (a device reached as ``device`` says,
+    ``mobile_export.arm.adb.DeviceOptions``)."""
     from mobile_export.api import build_reference
     from mobile_export.latency import gate_ratio, measure
     from mobile_export.onnx_export import run_onnxruntime
