@@ -97,17 +97,18 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
     result = Int8Result(b"", None, float_tflite, calib, hold, proto=proto)
     best = None
 
-    def attempt(graph, proto_, acts_, method, eq):
-        label = f"{method.value} ranges" + (" + equalization" if eq else "")
+    def attempt(graph, proto_, acts_, method, eq) -> bool:
+        """Convert with ``method`` ranges planned on ``graph``; record the attempt, keep the best."""
         nonlocal best
+        label = f"{method.value} ranges" + (" + equalization" if eq else "")
         r = Q.Recipe(recipe.name, method, recipe.percentile, recipe.overrides)
         ranges = Q.plan_ranges(graph, cal_nhwc, r, activations=acts_)
         lowered = LoweredGraph(proto_, fake_quant=True, ranges=ranges)
         tflite = run_stage(f"convert int8 ({label})", convert, lowered, shape, input_name=config.input_name,
                            precision=Precision.INT8, representative=representative, io_type=options.io_type)
         m = compare(TFLiteModel(tflite).run(eval_nhwc), ref)
-        a = {"method": method.value, "equalized": eq, **{k: m[k] for k in ("sqnr_db", "top1_agreement", "top5_agreement", "cosine_mean",
-                                                    "samples")}}
+        a = {"method": method.value, "equalized": eq,
+             **{k: m[k] for k in ("sqnr_db", "top1_agreement", "top5_agreement", "cosine_mean", "samples")}}
         a["meets_bar"] = m["sqnr_db"] >= MIN_SQNR_DB and m["top1_agreement"] >= MIN_TOP1_AGREEMENT
         log.info("int8 with %s: SQNR %.1f dB, top-1 agreement %.3f", label, m["sqnr_db"], m["top1_agreement"])
         result.attempts.append(a)
