@@ -5,8 +5,8 @@ commutes with a positive per-channel scale) leaves one per-tensor int8 activatio
 channels can differ in range by orders of magnitude; narrow channels then get only a few levels.
 Scaling channel c of the depthwise weights and bias by 1/s_c and input column c of the 1x1 weights by
 s_c leaves the float function unchanged (Nagel et al., "Data-Free Quantization", 2019). We pick s_c
-from calibration activations, s_c = sqrt(a_c / w_c) with a_c the channel's max |activation| and w_c
-the column's max |weight| (the balanced, activation-aware choice of SmoothQuant, Xiao et al. 2023):
+from calibration activations, s_c = sqrt(a_c / w_c) (within [1/32, 32]; dead channels keep s_c = 1) with a_c the channel's max
+|activation| and w_c the column's max |weight| (the balanced, activation-aware choice of SmoothQuant, Xiao et al. 2023):
 afterwards both are sqrt(a_c * w_c), so no channel is starved in the shared activation scale and the
 1x1 weights (quantized per output channel) stay balanced across their inputs.
 
@@ -22,7 +22,8 @@ import onnx
 from onnx import numpy_helper
 
 MAX_INPUTS = 64           # calibration inputs used for the channel ranges
-SCALE_LIMIT = 1e3         # |log s_c| is bounded: dead channels must not blow the 1x1 weights up
+SCALE_LIMIT = 32.0        # s_c in [1/32, 32]: XNNPACK refuses requantization scales past 256
+DEAD = 1e-3               # channels whose activations stay below DEAD x the tensor's max are left alone
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def _attr(node, name, default=None):
 
 
 def find_pairs(graph) -> list[Pair]:
-    """Depthwise Conv → (Relu →) 1x1 Conv (group 1) where the intermediate tensors have no other
+    """Depthwise Conv → (Relu →) 1x1 Conv (grouped or not: ShuffleNetV1's gconv2) where the intermediate tensors have no other
     consumer and neither weight is shared (a shared bias, such as the one all-zero bias onnxsim keeps
     for untrained BN-folded convs, is copied by ``equalize``)."""
     inits = {i.name: i for i in graph.initializer}
@@ -63,15 +64,22 @@ def find_pairs(graph) -> list[Pair]:
         if len(nxt) != 1:
             continue
         pw = nxt[0]
-        if pw.op_type != "Conv" or pw.input[1] not in inits or _attr(pw, "group", 1) != 1:
+        if pw.op_type != "Conv" or pw.input[1] not in inits:
             continue
-        pw_w = inits[pw.input[1]]
-        if list(pw_w.dims[1:]) != [w.dims[0], 1, 1]:
+        pw_w, groups = inits[pw.input[1]], _attr(pw, "group", 1)
+        if list(pw_w.dims[2:]) != [1, 1] or pw_w.dims[1] * groups != w.dims[0] or pw_w.dims[0] % groups:
             continue
         if any(len(consumers.get(t, [])) != 1 for t in (dw.input[1], pw.input[1])):
             continue
         pairs.append(Pair(dw.name, pw.name, act, relu))
     return pairs
+
+
+def _columns(w: np.ndarray, groups: int) -> list[tuple[slice, int]]:
+    """For each input channel c of a (grouped) 1x1 conv with weights (O, C/g, 1, 1): the output rows of
+    its group and its column inside the group."""
+    per_in, per_out = w.shape[1], w.shape[0] // groups
+    return [(slice(c // per_in * per_out, (c // per_in + 1) * per_out), c % per_in) for c in range(per_in * groups)]
 
 
 def channel_ranges(float_graph, inputs_nhwc: np.ndarray, tensors: list[str]) -> dict[str, np.ndarray]:
@@ -106,20 +114,26 @@ def equalize(proto: onnx.ModelProto, float_graph, inputs_nhwc: np.ndarray) -> tu
         dw, pw = nodes[p.depthwise], nodes[p.pointwise]
         w1, b1 = numpy_helper.to_array(inits[dw.input[1]]), numpy_helper.to_array(inits[dw.input[2]])
         w2 = numpy_helper.to_array(inits[pw.input[1]])
+        cols = _columns(w2, int(_attr(pw, "group", 1)))  # (channel c) -> the 1x1 weights reading it
         a = ranges[p.activation].astype(np.float64)
-        r2 = np.abs(w2).max(axis=(0, 2, 3)).astype(np.float64)
-        a, r2 = np.maximum(a, a.max() * 1e-6 + 1e-12), np.maximum(r2, r2.max() * 1e-6 + 1e-12)
-        s = np.clip(np.sqrt(a / r2), 1.0 / SCALE_LIMIT, SCALE_LIMIT)
+        r2 = np.array([np.abs(w2[rows, col]).max() for rows, col in cols], dtype=np.float64)
+        live = (a > DEAD * a.max()) & (r2 > DEAD * r2.max())
+        s = np.ones_like(a)
+        s[live] = np.clip(np.sqrt(a[live] / r2[live]), 1.0 / SCALE_LIMIT, SCALE_LIMIT)
         if sum(dw.input[2] in n.input for n in out.graph.node) > 1:  # shared bias: give this conv its own
             own = f"{dw.input[1]}_bias"
             out.graph.initializer.append(numpy_helper.from_array(b1, own))
             inits[own] = out.graph.initializer[-1]
             dw.input[2] = own
-        new = {dw.input[1]: w1 / s[:, None, None, None], dw.input[2]: b1 / s, pw.input[1]: w2 * s[None, :, None, None]}
+        w2 = w2.copy()
+        for c, (rows, col) in enumerate(cols):
+            w2[rows, col] *= s[c]
+        new = {dw.input[1]: w1 / s[:, None, None, None], dw.input[2]: b1 / s, pw.input[1]: w2}
         for name, value in new.items():
             inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
         after = a / s
         done.append({"depthwise": p.depthwise, "pointwise": p.pointwise, "tensor": p.activation,
-                     "through_relu": p.through_relu, "channel_spread_before": float(a.max() / a.min()),
-                     "channel_spread_after": float(after.max() / after.min())})
+                     "through_relu": p.through_relu, "dead_channels": int((~live).sum()),
+                     "channel_spread_before": float(a[live].max() / a[live].min()) if live.any() else 1.0,
+                     "channel_spread_after": float(after[live].max() / after[live].min()) if live.any() else 1.0})
     return out, done

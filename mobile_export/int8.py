@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mobile_export import quantize as Q
+from mobile_export.errors import ArtifactError
 from mobile_export.metrics import compare
 from mobile_export.options import ExportOptions, Precision
 
@@ -45,8 +46,10 @@ class Int8Result:
     @property
     def decisions(self) -> list[str]:
         eq = {True: " + equalization", False: ""}
-        out = [f"int8 attempt {a['method']}{eq[a['equalized']]}: SQNR {a['sqnr_db']:.1f} dB, top-1 agreement "
-               f"{a['top1_agreement']:.3f} vs fp32 on {a['samples']} calibration samples" for a in self.attempts]
+        out = [f"int8 attempt {a['method']}{eq[a['equalized']]}: " + (
+               f"failed ({a['failed']})" if "failed" in a else
+               f"SQNR {a['sqnr_db']:.1f} dB, top-1 agreement {a['top1_agreement']:.3f} vs fp32 on {a['samples']} "
+               "calibration samples") for a in self.attempts]
         if self.equalized:
             before = np.median([e["channel_spread_before"] for e in self.equalized])
             after = np.median([e["channel_spread_after"] for e in self.equalized])
@@ -128,7 +131,11 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
             eq_graph = LoweredGraph(eq_proto)
             eq_acts = run_stage("collect activations (equalized)", Q.collect_activations, eq_graph, cal_nhwc, names,
                                 options.seed)
-            attempt(eq_graph, eq_proto, eq_acts, best[4], True)
+            try:
+                attempt(eq_graph, eq_proto, eq_acts, best[4], True)
+            except ArtifactError as e:  # e.g. XNNPACK refuses a rescaled layer: keep the unequalized model
+                log.warning("int8 with equalization failed to load (%s); keeping %s ranges", e, best[4].value)
+                result.attempts.append({"method": best[4].value, "equalized": True, "failed": str(e)})
     result.chosen, result.tflite, result.lowered, result.proto, _ = best
     result.equalized = equalized if result.proto is not proto else []
     return result

@@ -86,6 +86,9 @@ def to_markdown(rep: dict[str, Any]) -> str:
         for a in q["attempts"]:
             chosen = " (chosen)" if a is q["chosen"] or a == q["chosen"] else ""
             eq = " + equalization" if a.get("equalized") else ""
+            if "failed" in a:
+                lines.append(f"| {a['method']}{eq} | failed: {a['failed']} | | | | no |")
+                continue
             lines.append(f"| {a['method']}{eq}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
                          f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
         if q.get("per_layer"):
