@@ -60,7 +60,8 @@ from PIL import Image  # noqa: E402
 log = logging.getLogger("train_reference")
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-train.tar.gz"
+# ../shared beside the checkout, or $MOBILE_EXPORT_SHARED (as in tests/conftest.py)
+DEFAULT_DATA = Path(os.environ.get("MOBILE_EXPORT_SHARED", REPO.parent / "shared")) / "datasets" / "cifar10-train.tar.gz"
 DEFAULT_OUT = REPO / "models" / "weights"
 CACHE = Path(os.environ.get("MOBILE_EXPORT_CACHE", Path.home() / ".cache" / "mobile-export"))
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
