@@ -84,7 +84,7 @@ def to_markdown(rep: dict[str, Any]) -> str:
                   f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
                   "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
         for a in q["attempts"]:
-            chosen = " (chosen)" if a is q["chosen"] or a == q["chosen"] else ""
+            chosen = " (chosen)" if a == q["chosen"] else ""
             eq = " + equalization" if a.get("equalized") else ""
             if "failed" in a:
                 lines.append(f"| {a['method']}{eq} | failed: {a['failed']} | | | | no |")

@@ -283,31 +283,34 @@ def _fp32_sibling(path: Path, precision: str, warnings: list[str]) -> tuple[byte
     return data, sib
 
 
-def run_on_emulated_arm(art, x: np.ndarray, host_out: np.ndarray, precision: str, cpu: str) -> dict[str, Any]:
+def _vs_host(out: np.ndarray, host: np.ndarray) -> dict[str, Any]:
+    """How outputs from an ARM run (emulated or a device) differ from the host's, element by element."""
+    diff = int((out != host).sum())
+    return {"differing_elements": diff, "elements": int(host.size),
+            "max_abs_diff_vs_host": float(np.abs(out - host).max()), "bit_identical": diff == 0}
+
+
+def run_on_emulated_arm(art, x: np.ndarray, host_out: np.ndarray, precision: str, cpu: str,
+                        fp32_sibling: bytes | None = None) -> dict[str, Any]:
     """Run the first ``ARM_SAMPLES`` inputs on emulated ARM (qemu-aarch64, ``mobile_export.arm``):
     int8 outputs must equal the host's bit for bit (differing elements are counted), float ones are
-    compared by max abs difference; instructions per inference replace wall time, and an fp32
-    sibling artifact is counted too for the int8/fp32 ratio."""
+    compared by max abs difference; instructions per inference replace wall time, and the fp32
+    sibling artifact (``fp32_sibling``) is counted too for the int8/fp32 ratio."""
     from mobile_export.arm import run_float
 
     n = min(len(x), ARM_SAMPLES)
     xa = np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1))
     arm_out, run = run_float(art.tflite, xa, cpu=cpu)
-    host = host_out[:n]
-    out: dict[str, Any] = {"cpu": cpu, "samples": n, **run.summary(),
-                           "differing_elements": int((arm_out != host).sum()), "elements": int(host.size),
-                           "max_abs_diff_vs_host": float(np.abs(arm_out - host).max())}
-    out["bit_identical"] = out["differing_elements"] == 0
-    sibling = art.tflite_path.parent.parent / "fp32" / "model.tflite"
-    if precision != "fp32" and sibling.is_file() and run.instructions_per_inference:
-        _, fp32_run = run_float(sibling.read_bytes(), xa[:1], cpu=cpu)
+    out: dict[str, Any] = {"cpu": cpu, "samples": n, **run.summary(), **_vs_host(arm_out, host_out[:n])}
+    if fp32_sibling is not None and run.instructions_per_inference:
+        _, fp32_run = run_float(fp32_sibling, xa[:1], cpu=cpu)
         if fp32_run.instructions_per_inference:
             out["fp32_instructions_median"] = fp32_run.median_instructions
             out[f"{precision}_over_fp32_instructions"] = run.median_instructions / fp32_run.median_instructions
     return out
 
 
-def run_on_device(art, x: np.ndarray, host_out: np.ndarray, precision: str, opts) -> dict[str, Any]:
+def run_on_device(art, x: np.ndarray, host_out: np.ndarray, opts, fp32_sibling: bytes | None = None) -> dict[str, Any]:
     """Run the artifact on a device over adb (``mobile_export.arm.adb``): outputs of the first
     ``ARM_SAMPLES`` inputs when the device has a Python (compared with the host's bit for bit), and
     benchmark_model timings of the artifact and its fp32 sibling when a binary is available."""
@@ -317,14 +320,10 @@ def run_on_device(art, x: np.ndarray, host_out: np.ndarray, precision: str, opts
     n = min(len(x), ARM_SAMPLES)
     host = TFLiteModel(art.tflite, xnnpack=False)
     xa = host.quantize_input(np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1)))
-    sibling = art.tflite_path.parent.parent / "fp32" / "model.tflite"
-    run = _run(art.tflite, xa, opts, fp32_sibling=sibling.read_bytes() if precision != "fp32" and sibling.is_file() else None)
+    run = _run(art.tflite, xa, opts, fp32_sibling=fp32_sibling)
     out: dict[str, Any] = {"samples": n if run.outputs is not None else 0, **run.summary()}
     if run.outputs is not None:
-        dev = host.dequantize_output(run.outputs)
-        out.update(differing_elements=int((dev != host_out[:n]).sum()), elements=int(host_out[:n].size),
-                   max_abs_diff_vs_host=float(np.abs(dev - host_out[:n]).max()))
-        out["bit_identical"] = out["differing_elements"] == 0
+        out.update(_vs_host(host.dequantize_output(run.outputs), host_out[:n]))
     return out
 
 
@@ -431,23 +430,25 @@ def validate(
         warnings.append("the manifest has no 'layers' table, so no per-layer comparison was made.")
     stages["per-layer comparison"] = time.perf_counter() - t
 
+    # the fp32 artifact beside this one, read once for the ARM / device ratio and the latency ratio
+    sibling, sibling_path = (_fp32_sibling(art.tflite_path, precision, warnings)
+                             if latency_runs > 0 or runtime != "host" else (None, None))
     arm = None
     if runtime == "qemu":
         t = time.perf_counter()
-        arm = run_on_emulated_arm(art, x, tfl_out, precision, cpu)
+        arm = run_on_emulated_arm(art, x, tfl_out, precision, cpu, fp32_sibling=sibling)
         stages["emulated ARM"] = time.perf_counter() - t
     device_run = None
     if runtime == "adb":
         from mobile_export.arm.adb import DeviceOptions
 
         t = time.perf_counter()
-        device_run = run_on_device(art, x, tfl_out, precision, device or DeviceOptions())
+        device_run = run_on_device(art, x, tfl_out, device or DeviceOptions(), fp32_sibling=sibling)
         stages["device (adb)"] = time.perf_counter() - t
 
-    latency, sibling_path = None, None
+    latency = None
     if latency_runs > 0:
         t = time.perf_counter()
-        sibling, sibling_path = _fp32_sibling(art.tflite_path, precision, warnings)
         latency = measure(art.tflite, art.onnx, model, input_shape_nchw=(batch, *config.input_shape_nchw[1:]),
                           input_name=config.input_name, fp32_sibling=sibling, runs=latency_runs)
         stages["latency"] = time.perf_counter() - t
