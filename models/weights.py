@@ -40,13 +40,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"weights file '{p}' holds a {type(obj).__name__}, not a dict of tensors; "
             "save it with torch.save(model.state_dict(), PATH)."
         )
-    # DataParallel / torch.compile prefixes.
+    # DataParallel / torch.compile prefixes; half-precision storage (tools/pack_checkpoint.py) → float32.
     out: dict[str, torch.Tensor] = {}
     for k, v in obj.items():
         for prefix in ("module.", "_orig_mod."):
             if k.startswith(prefix):
                 k = k[len(prefix):]
-        out[k] = v
+        out[k] = v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
     return out
 
 

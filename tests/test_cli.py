@@ -106,6 +106,17 @@ def test_checkpoint_with_nested_state_dict_loads(tmp_path):
     assert torch.equal(model.state_dict()["classifier.1.weight"], sd["classifier.1.weight"])
 
 
+def test_float16_checkpoint_loads_as_float32(tmp_path):
+    """Shipped checkpoints are stored in float16 (tools/pack_checkpoint.py); the model stays float32."""
+    path = tmp_path / "half.pt"
+    sd = get_model("squeezenet1_1", num_classes=10).state_dict()
+    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, path)
+    model = get_model("squeezenet1_1", num_classes=10, weights=str(path))
+    got = model.state_dict()["classifier.1.weight"]
+    assert got.dtype == torch.float32
+    assert torch.equal(got, sd["classifier.1.weight"].half().float())
+
+
 def test_conflicting_precisions_exit_2(capsys):
     code, _, err = run(["mobilenet_v2", "--int8", "--fp16"], capsys)
     assert code == 2

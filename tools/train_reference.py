@@ -21,7 +21,7 @@ What it does:
 * model: the registered architecture, unchanged, with ``num_classes`` = number of classes (10).
 * recipe: SGD (momentum 0.9, nesterov), batch 128, lr 0.1 with a one-cycle schedule (linear warm-up
   over the first 15 % of steps from lr/10, cosine decay to 0), weight decay 5e-4 on conv/linear weights,
-  4e-5 on depthwise convolutions, none on BN/biases, label smoothing 0.1; augmentation random crop
+  4e-5 on depthwise convolutions, ``--wd-bn`` (default none) on BN, none on biases, label smoothing 0.1; augmentation random crop
   (32×32 padded by 4, zero fill) + horizontal flip, applied on the 32×32 pixels *before* the zoo's
   deterministic geometry for ``--input-size`` (``< 64``: resize to input size; ``>= 64``: shorter side
   to ``round(S/0.875)``, centre crop S), so training sees what the validator feeds, shifted/flipped.
@@ -31,7 +31,8 @@ What it does:
 * resumable: model + optimizer + scheduler + epoch + RNG states are saved after every epoch in
   ``~/.cache/mobile-export/train/<model>_<weights-name>_s<size>/last.pt``; ``--resume`` continues from it.
 * output: ``<out>/<model>_<weights-name>.pt`` (float32 state_dict, ``torch.load(weights_only=True)``)
-  and ``<out>/<model>_<weights-name>.json`` (the sidecar ``models/shipped.py`` registers).
+  and ``<out>/<model>_<weights-name>.json`` (the sidecar ``models/shipped.py`` registers). Shipped
+  checkpoints are then stored in float16 by ``tools/pack_checkpoint.py`` (half the size, re-measured).
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def load_dataset(data: Path) -> dict:
         log.info("data: decoding %s once (cached afterwards at %s)", data, cache)
         ds = _load_tar(data, key) if kind == "archive" else _load_folder(data, key)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")   # per process: two trainings may decode at once
         np.savez(tmp, **ds)
         os.replace(tmp, cache)
         log.info("data: %d images decoded in %.1fs", len(ds["labels"]), time.time() - t0)
@@ -240,8 +241,8 @@ class TrainTransform:
 
 
 # ------------------------------------------------------------------------------------------- training
-def param_groups(model: nn.Module, wd: float, wd_dw: float) -> list[dict]:
-    decay, dw, none = [], [], []
+def param_groups(model: nn.Module, wd: float, wd_dw: float, wd_bn: float = 0.0) -> list[dict]:
+    decay, dw, bn, none = [], [], [], []
     for m in model.modules():
         for name, p in m.named_parameters(recurse=False):
             if not p.requires_grad:
@@ -250,11 +251,14 @@ def param_groups(model: nn.Module, wd: float, wd_dw: float) -> list[dict]:
                 dw.append(p)
             elif isinstance(m, (nn.Conv2d, nn.Linear)) and name == "weight":
                 decay.append(p)
-            else:  # BN affine parameters, biases
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                bn.append(p)
+            else:  # biases
                 none.append(p)
     return [
         {"params": decay, "weight_decay": wd},
         {"params": dw, "weight_decay": wd_dw},
+        {"params": bn, "weight_decay": wd_bn},
         {"params": none, "weight_decay": 0.0},
     ]
 
@@ -300,7 +304,7 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -319,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--wd-dw", type=float, default=4e-5)
+    ap.add_argument("--wd-bn", type=float, default=0.0,
+                    help="weight decay on BN scale/shift: keeps activations (residual streams) small for int8")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--warmup", type=float, default=0.15, help="fraction of steps of linear warm-up")
     ap.add_argument("--holdout", type=int, default=5000)
@@ -368,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("init: weights from %s", args.init)
     mf = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=mf)
-    opt = torch.optim.SGD(param_groups(model, args.wd, args.wd_dw), lr=args.lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(param_groups(model, args.wd, args.wd_dw, args.wd_bn), lr=args.lr, momentum=0.9, nesterov=True)
     steps_per_epoch = len(train_idx) // args.batch  # drop the last partial batch
     total = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, args.warmup))
@@ -510,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             "holdout_preprocessing": "mobile_export.calibration.preprocess_image (the zoo's path for input_size)",
             "recipe": {
                 "optimizer": f"SGD momentum 0.9 nesterov, weight decay {args.wd} (depthwise {args.wd_dw}, "
-                             "none on BN and biases)",
+                             f"BN {args.wd_bn:g}, none on biases)",
                 "lr_schedule": f"one-cycle per step: linear warm-up {args.lr / 10:g}→{args.lr:g} over "
                                f"{args.warmup:.0%} of steps, cosine to 0",
                 "lr": args.lr,
