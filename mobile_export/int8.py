@@ -1,6 +1,6 @@
 """Full-integer int8 export: calibration split, range planning, conversion, and the automatic
 sensitivity pass that tries the cheap fixes in order when int8 fidelity is below the bar: other
-range methods, then cross-layer equalization of depthwise → 1x1 pairs (``equalize.py``) with the
+range methods, then cross-layer equalization of depthwise ↔ 1x1 pairs (``equalize.py``) with the
 best method. int16 activations and float fallback are deliberately not tried: XNNPACK runs neither
 16x8 ops nor float islands inside an int8 graph, so they would break the one-partition, fully-integer
 contract; a model still below the bar is reported as such (every op stays int8).
@@ -15,6 +15,7 @@ steps of a sample or two, so it only decides whether to keep searching.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,7 +54,8 @@ class Int8Result:
         if self.equalized:
             before = np.median([e["channel_spread_before"] for e in self.equalized])
             after = np.median([e["channel_spread_after"] for e in self.equalized])
-            out.append(f"cross-layer equalization of {len(self.equalized)} depthwise -> 1x1 pairs: median channel "
+            counts = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(e["kind"] for e in self.equalized).items()))
+            out.append(f"cross-layer equalization of {len(self.equalized)} conv pairs ({counts}): median channel "
                        f"range spread of their activations {before:.1f}x -> {after:.1f}x")
         out.append(f"int8 chosen: {self.chosen['method']} ranges{eq[self.chosen['equalized']]}"
                    + ("" if self.chosen["meets_bar"] else

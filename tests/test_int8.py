@@ -147,12 +147,15 @@ def test_every_family_has_a_recipe():
     assert families <= set(Q.FAMILY_RECIPES)
 
 
-@pytest.mark.parametrize("name,expected", [("shufflenet_v2_x0_5", 16 + 3), ("shufflenet_v1_g3", 16)])
-def test_cross_layer_equalization_keeps_the_function(name, expected):
-    """Depthwise → 1x1 pairs are rescaled per channel: the float outputs stay the same and the
-    channel ranges of the int8 activation between them get closer. ShuffleNetV2: every branch
-    (16 blocks, 3 stride-2 side branches); ShuffleNetV1: every unit, into a grouped 1x1 conv."""
-    from mobile_export.equalize import equalize, find_pairs
+@pytest.mark.parametrize("name,dw_pw,pw_dw", [("shufflenet_v2_x0_5", 16 + 3, 16), ("shufflenet_v1_g3", 16, 16),
+                                               ("mobilenet_v3_small", 2, 2)])
+def test_cross_layer_equalization_keeps_the_function(name, dw_pw, pw_dw):
+    """Depthwise → 1x1 and 1x1 → ReLU (→ shuffle) → depthwise pairs are rescaled per channel: the float
+    outputs stay the same and the channel ranges of the int8 activation between them get closer.
+    ShuffleNetV2: every branch (16 blocks, 3 stride-2 side branches) and every 1x1 → depthwise;
+    ShuffleNetV1: every unit, into a grouped 1x1 conv, and every grouped 1x1 → shuffle → depthwise;
+    MobileNetV3-small: its ReLU expansions (the hard-swish ones are not scale-equivariant)."""
+    from mobile_export.equalize import PW_TO_DW, equalize, find_pairs
     from mobile_export.lowering import LoweredGraph
     from mobile_export.models import build_model, configure
     from mobile_export.onnx_export import export_onnx, run_onnxruntime
@@ -161,7 +164,8 @@ def test_cross_layer_equalization_keeps_the_function(name, expected):
     proto = export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
                         output_name=cfg.output_name)
     pairs = find_pairs(proto.graph)
-    assert len(pairs) == expected
+    assert len(pairs) == dw_pw + pw_dw
+    assert sum(p.kind == PW_TO_DW for p in pairs) == pw_dw
     x = np.random.default_rng(0).standard_normal((8, 3, SIZE, SIZE)).astype(np.float32)
     eq, done = equalize(proto, LoweredGraph(proto), np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     a, b = run_onnxruntime(proto, x, cfg.input_name), run_onnxruntime(eq, x, cfg.input_name)
@@ -169,6 +173,10 @@ def test_cross_layer_equalization_keeps_the_function(name, expected):
     assert len(done) == len(pairs)
     assert all(d["channel_spread_after"] <= d["channel_spread_before"] + 1e-6 for d in done)
     assert np.median([d["channel_spread_after"] / d["channel_spread_before"] for d in done]) < 0.8
+    # 1x1 → depthwise: every live channel gets the tensor's full range unless that needs k > 32
+    for d in done:
+        if d["kind"] == PW_TO_DW:
+            assert d["channel_spread_after"] <= max(1.0 + 1e-6, d["channel_spread_before"] / 32 + 1e-6)
     assert find_pairs(configure_proto("mobilenet_v2")) == [], "ReLU6 between the pair is not scale-equivariant"
 
 
