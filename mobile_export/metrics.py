@@ -13,6 +13,7 @@ def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     scale = max(float(np.abs(ref).max()), 1e-12)
     noise = float((diff ** 2).sum())
     signal = float((ref ** 2).sum())
+    per_sample = 10 * np.log10(np.maximum((ref ** 2).sum(1), 1e-30) / np.maximum((diff ** 2).sum(1), 1e-30))
     cos = (got * ref).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-30)
     k = min(5, ref.shape[1])
     top5_ref = np.argsort(-ref, axis=1)[:, :k]
@@ -23,6 +24,8 @@ def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         "cosine_min": float(cos.min()),
         "cosine_mean": float(cos.mean()),
         "sqnr_db": float(10 * np.log10(signal / noise)) if noise > 0 else float("inf"),
+        # the typical sample's SQNR: unlike sqnr_db, not dominated by a few samples with huge outputs
+        "sqnr_median_db": float(np.median(per_sample)),
         "top1_agreement": float((top1_got == ref.argmax(1)).mean()),
         "top5_agreement": float(np.mean([t in row for t, row in zip(top1_got, top5_ref)])),
         "samples": int(len(ref)),

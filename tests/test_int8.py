@@ -180,6 +180,37 @@ def test_cross_layer_equalization_keeps_the_function(name, dw_pw, pw_dw):
     assert find_pairs(configure_proto("mobilenet_v2")) == [], "ReLU6 between the pair is not scale-equivariant"
 
 
+def test_bias_correction_targets_linear_convs_and_only_moves_their_biases():
+    """ShuffleNetV1: every depthwise conv and every grouped 1x1 feeding an add or concat is linear
+    (its own int8 tensor); convs fused with a ReLU are not corrected (their tensor is post-ReLU)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mobile_export import bias_correction as BC
+    from mobile_export.models import build_model, configure
+    from mobile_export.onnx_export import export_onnx
+
+    cfg = configure("shufflenet_v1_g3", input_size=SIZE, num_classes=10)
+    proto = export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
+                        output_name=cfg.output_name)
+    convs = BC.linear_convs(proto)
+    assert len(convs) == 16 + 16  # 16 depthwise, 16 second grouped 1x1 convs
+    assert all("dwconv" in o or "gconv2" in o for o in convs)
+    target = next(o for o in convs if "stage3.2/dwconv" in o)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    shift = np.linspace(-0.1, 0.1, inits[convs[target].input[2]].size)
+    fixed = BC.corrected(proto, {target: shift})
+    node = next(n for n in fixed.graph.node if n.output[0] == target)
+    after = {i.name: numpy_helper.to_array(i) for i in fixed.graph.initializer}
+    np.testing.assert_allclose(after[node.input[2]], inits[next(
+        n for n in proto.graph.node if n.output[0] == target).input[2]] - shift, rtol=1e-6, atol=1e-7)
+    changed = [k for k in inits if k in after and not np.array_equal(inits[k], after[k])]
+    assert len(changed) <= 1  # only that conv's bias (a shared bias is copied first)
+    assert isinstance(fixed, onnx.ModelProto) and len(fixed.graph.node) == len(proto.graph.node)
+    s = BC.summary({target: shift})
+    assert s["convs"] == 1 and abs(s["max_abs_shift"] - 0.1) < 1e-9
+
+
 def configure_proto(name):
     from mobile_export.models import build_model, configure
     from mobile_export.onnx_export import export_onnx
@@ -191,9 +222,12 @@ def configure_proto(name):
 
 @pytest.mark.slow
 def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkeypatch):
-    """With a bar no model meets, the search tries every range method and then equalization with the
-    best one, records each attempt, and the saved ONNX is the graph the chosen model came from."""
+    """With a bar no model meets, the search tries every range method, then equalization with the
+    best one, then bias correction of the best so far; records each attempt; the saved ONNX is the
+    float graph the chosen model came from (never the bias-corrected one: that is not the reference)."""
     import onnx
+
+    from mobile_export.onnx_export import run_onnxruntime
 
     from mobile_export import int8
 
@@ -203,10 +237,18 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     attempts = res.report["int8"]["attempts"]
     assert [(a["method"], a["equalized"]) for a in attempts][:3] == [("mse", False), ("percentile", False),
                                                                      ("minmax", False)]
-    assert len(attempts) == 4 and attempts[3]["equalized"] and not any(a["meets_bar"] for a in attempts)
+    assert len(attempts) == 5 and attempts[3]["equalized"] and not any(a["meets_bar"] for a in attempts)
+    assert attempts[4]["bias_corrected"] and attempts[4]["bias_shift"]["convs"] > 10
+    assert attempts[4]["equalized"] == (attempts[3]["sqnr_db"] > max(a["sqnr_db"] for a in attempts[:3]))
+    assert all(np.isfinite(a["sqnr_median_db"]) for a in attempts)
     chosen = res.report["int8"]["chosen"]
     assert chosen["sqnr_db"] == max(a["sqnr_db"] for a in attempts)
     saved = onnx.load(str(res.out_dir / "model.onnx"))
+    fp32 = export("shufflenet_v2_x0_5", precision="fp32", input_size=SIZE, out_dir=tmp_path / "fp32")
+    reference = onnx.load(str(fp32.out_dir / "model.onnx"))
+    x = np.random.default_rng(1).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    want, got = (run_onnxruntime(m, x, reference.graph.input[0].name) for m in (reference, saved))
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), "model.onnx is not the reference function"
     if chosen["equalized"]:
         assert res.report["int8"]["equalized"] and any("cross-layer equalization of" in r for r in res.manifest["recipe"])
     assert fully_integer_violations(res.tflite_path.read_bytes()) == []
