@@ -54,6 +54,14 @@ def _attr(node, name, default=None):
     return default
 
 
+def _consumers(graph) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
 def _is_depthwise(node, inits) -> bool:
     if node.op_type != "Conv" or len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
         return False
@@ -82,11 +90,7 @@ def _shuffle_after(tensor: str, consumers, inits) -> tuple[str, int] | None:
 def find_pw_dw_pairs(graph) -> list[Pair]:
     """1x1 Conv (grouped or not) → Relu (→ channel shuffle) → depthwise Conv, the Relu output (and the
     shuffle's) read by nothing else and neither weight shared."""
-    inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    inits, consumers = {i.name: i for i in graph.initializer}, _consumers(graph)
     pairs = []
     for pw in graph.node:
         if pw.op_type != "Conv" or len(pw.input) < 3 or pw.input[1] not in inits or pw.input[2] not in inits:
@@ -96,14 +100,9 @@ def find_pw_dw_pairs(graph) -> list[Pair]:
         relu = consumers.get(pw.output[0], [])
         if len(relu) != 1 or relu[0].op_type != "Relu":
             continue
-        act, groups = relu[0].output[0], 1
-        shuffled = _shuffle_after(act, consumers, inits)
-        feed = act
-        if shuffled is not None:
-            feed, groups = shuffled
+        act = relu[0].output[0]
+        feed, groups = _shuffle_after(act, consumers, inits) or (act, 1)
         dw = consumers.get(feed, [])
-        if shuffled is None and len(dw) != 1:
-            continue
         if len(dw) != 1 or not _is_depthwise(dw[0], inits) or dw[0].input[0] != feed:
             continue
         if inits[dw[0].input[1]].dims[0] != inits[pw.input[1]].dims[0]:
@@ -123,11 +122,7 @@ def find_dw_pw_pairs(graph) -> list[Pair]:
     """Depthwise Conv → (Relu →) 1x1 Conv (grouped or not: ShuffleNetV1's gconv2) where the intermediate tensors have no other
     consumer and neither weight is shared (a shared bias, such as the one all-zero bias onnxsim keeps
     for untrained BN-folded convs, is copied by ``equalize``)."""
-    inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    inits, consumers = {i.name: i for i in graph.initializer}, _consumers(graph)
     pairs = []
     for dw in graph.node:
         if not _is_depthwise(dw, inits):
