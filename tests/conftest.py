@@ -30,9 +30,20 @@ def cifar10_tar() -> Path:
     return _need(CIFAR10_TAR, "CIFAR-10 archive")
 
 
-@pytest.fixture(scope="session")
-def golden_fill(golden_dir):
-    spec = importlib.util.spec_from_file_location("tv_golden_fill", golden_dir / "fill.py")
+def load_script(path: Path, name: str):
+    """Import a script that is not in a package (``tools/*.py``, the golden ``fill.py``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="session")
+def golden_fill(golden_dir):
+    return load_script(golden_dir / "fill.py", "tv_golden_fill")
+
+
+@pytest.fixture(scope="session")
+def tool():
+    """``tool("accuracy_table")``: the module of ``tools/accuracy_table.py``."""
+    return lambda name: load_script(REPO / "tools" / f"{name}.py", name)

@@ -1,22 +1,15 @@
 """tools/accuracy_table.py, the CI accuracy table of issue 8: the table, JUnit and exit codes."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "accuracy_table.py"
-
 
 @pytest.fixture(scope="module")
-def table():
-    spec = importlib.util.spec_from_file_location("accuracy_table", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def table(tool):
+    return tool("accuracy_table")
 
 
 def _row(model, drop_pp, passed):

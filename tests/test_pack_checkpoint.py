@@ -1,7 +1,6 @@
 """tools/pack_checkpoint.py: shipped checkpoints stored as float16, re-measured on the held-out split."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,17 +9,13 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / "tools" / "pack_checkpoint.py"
 WEIGHTS = REPO / "models" / "weights"
 SOURCE = WEIGHTS / "squeezenet1_1_cifar10.json"  # the cheapest shipped model to evaluate (32 px)
 
 
 @pytest.fixture(scope="module")
-def pack_tool():
-    spec = importlib.util.spec_from_file_location("pack_checkpoint", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def pack_tool(tool):
+    return tool("pack_checkpoint")
 
 
 @pytest.mark.skipif(not SOURCE.is_file(), reason="the squeezenet1_1 CIFAR-10 checkpoint is not shipped")
