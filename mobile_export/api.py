@@ -139,7 +139,9 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
 
         int8 = export_int8(proto, config, options, st.run)
         calib, lowered, tflite = int8.calibration, int8.lowered, int8.tflite
-        proto = int8.proto  # equalized when the sensitivity pass chose that: same function, other weights
+        # equalized when the sensitivity pass chose that (same function, other weights); never the
+        # bias-corrected graph, whose changed biases exist only in the int8 model
+        proto = int8.proto
         warnings.extend(calib.warnings)
         x = int8.holdout.inputs  # judge int8 on real held-back images, not on noise
     else:
