@@ -297,6 +297,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
     return correct / len(x)
 
 
+def init_provenance(init: Path | None) -> dict | None:
+    """For a fine-tune (``--init``): the starting checkpoint's sha256 and, when its sidecar sits
+    beside it, the recipe, history and figures of the run that made it (nested for a chain)."""
+    if init is None:
+        return None
+    prior: dict = {"file": init.name, "sha256": sha256_file(init)}
+    side = init.with_suffix(".json")
+    if side.is_file():
+        md = json.loads(side.read_text()).get("metadata", {})
+        prior.update({k: md[k] for k in ("recipe", "history", "holdout_top1", "training_wall_time_s",
+                                         "training_wall_time_total_s", "init_from", "seed") if k in md})
+    return prior
+
+
 def atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -528,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "zoo's geometry for input_size (torch bilinear)",
                 "input_size": args.input_size,
                 "normalization": args.norm,
-                "init": str(args.init) if args.init else "random (zoo initialisation)" + (
+                "init": f"{args.init.name} (metadata.init_from)" if args.init else "random (zoo initialisation)" + (
                     f"; last layer Kaiming uniform with bias {args.head_bias:g} (logits pass a ReLU)"
                     if args.head_bias is not None else ""),
                 "threads": args.threads,
@@ -542,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
             "tool": "tools/train_reference.py",
         },
     }
+    prior = init_provenance(args.init)
+    if prior:
+        sidecar["metadata"]["init_from"] = prior
+        sidecar["metadata"]["training_wall_time_total_s"] = round(
+            elapsed + prior.get("training_wall_time_total_s", prior.get("training_wall_time_s", 0.0)), 1)
     atomic_write(args.out / f"{stem}.json", json.dumps(sidecar, indent=2) + "\n")
     log.info("wrote %s (%.1f MB) and %s.json: held-out top-1 %.4f, %.1f min of training",
              pt, pt.stat().st_size / 1e6, stem, acc, elapsed / 60)
