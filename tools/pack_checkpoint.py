@@ -31,8 +31,7 @@ def to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def pack(sidecar: Path, data: Path) -> dict:
-    from mobile_export.models import get_model
-    from mobile_export.models import load_into, read_state_dict
+    from mobile_export.models import get_model, load_into, read_state_dict
 
     meta = json.loads(sidecar.read_text())
     pt = sidecar.with_suffix(".pt")
