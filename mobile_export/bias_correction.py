@@ -36,11 +36,9 @@ SAMPLES = 32   # calibration inputs the mean shifts are measured on
 def linear_convs(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     """Output tensor → Conv node, for convolutions with a bias initializer whose output is not
     consumed by an activation TFLite would fuse into them."""
-    inits = {i.name for i in proto.graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    from mobile_export.equalize import consumers_of
+
+    inits, consumers = {i.name for i in proto.graph.initializer}, consumers_of(proto.graph)
     out = {}
     for n in proto.graph.node:
         if n.op_type != "Conv" or len(n.input) < 3 or n.input[2] not in inits:
@@ -97,8 +95,11 @@ def mean_shifts(tflite: bytes, proto: onnx.ModelProto, layers: list[dict], x_nch
             if y_f.shape != y_q.shape:
                 continue
             q = details[rows[o]["tensor"]].get("quantization_parameters", {})
-            scale, zp = float(q["scales"][0]), float(q["zero_points"][0])
-            inside = (y_q > (-128 - zp + 0.5) * scale) & (y_q < (127 - zp - 0.5) * scale)
+            if len(q.get("scales", ())) == 1:
+                scale, zp = float(q["scales"][0]), float(q["zero_points"][0])
+                inside = (y_q > (-128 - zp + 0.5) * scale) & (y_q < (127 - zp - 0.5) * scale)
+            else:  # a float tensor: nothing saturates
+                inside = np.ones(y_q.shape, dtype=bool)
             diff = np.where(inside, y_q.astype(np.float64) - y_f, 0.0).reshape(-1, y_q.shape[-1])
             sums[o] += diff.sum(axis=0)
             counts[o] += inside.reshape(-1, y_q.shape[-1]).sum(axis=0)
@@ -107,16 +108,16 @@ def mean_shifts(tflite: bytes, proto: onnx.ModelProto, layers: list[dict], x_nch
 
 def corrected(proto: onnx.ModelProto, shifts: dict[str, np.ndarray]) -> onnx.ModelProto:
     """A copy of ``proto`` with each shifted convolution's bias lowered by its measured shift."""
-    from mobile_export.equalize import _own_bias, _set
+    from mobile_export.equalize import own_bias, set_initializers
 
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     inits = {i.name: i for i in out.graph.initializer}
     for n in out.graph.node:
         if n.op_type == "Conv" and n.output[0] in shifts:
-            bias = _own_bias(out, inits, n)
+            bias = own_bias(out, inits, n)
             if bias.shape == shifts[n.output[0]].shape:
-                _set(inits, {n.input[2]: bias - shifts[n.output[0]]})
+                set_initializers(inits, {n.input[2]: bias - shifts[n.output[0]]})
     return out
 
 

@@ -54,7 +54,7 @@ def _attr(node, name, default=None):
     return default
 
 
-def _consumers(graph) -> dict[str, list]:
+def consumers_of(graph) -> dict[str, list]:
     out: dict[str, list] = {}
     for n in graph.node:
         for i in n.input:
@@ -90,7 +90,7 @@ def _shuffle_after(tensor: str, consumers, inits) -> tuple[str, int] | None:
 def find_pw_dw_pairs(graph) -> list[Pair]:
     """1x1 Conv (grouped or not) → Relu (→ channel shuffle) → depthwise Conv, the Relu output (and the
     shuffle's) read by nothing else and neither weight shared."""
-    inits, consumers = {i.name: i for i in graph.initializer}, _consumers(graph)
+    inits, consumers = {i.name: i for i in graph.initializer}, consumers_of(graph)
     pairs = []
     for pw in graph.node:
         if pw.op_type != "Conv" or len(pw.input) < 3 or pw.input[1] not in inits or pw.input[2] not in inits:
@@ -122,7 +122,7 @@ def find_dw_pw_pairs(graph) -> list[Pair]:
     """Depthwise Conv → (Relu →) 1x1 Conv (grouped or not: ShuffleNetV1's gconv2) where the intermediate tensors have no other
     consumer and neither weight is shared (a shared bias, such as the one all-zero bias onnxsim keeps
     for untrained BN-folded convs, is copied by ``equalize``)."""
-    inits, consumers = {i.name: i for i in graph.initializer}, _consumers(graph)
+    inits, consumers = {i.name: i for i in graph.initializer}, consumers_of(graph)
     pairs = []
     for dw in graph.node:
         if not _is_depthwise(dw, inits):
@@ -169,7 +169,7 @@ def channel_ranges(float_graph, inputs_nhwc: np.ndarray, tensors: list[str]) -> 
     return out
 
 
-def _own_bias(model: onnx.ModelProto, inits: dict, node) -> np.ndarray:
+def own_bias(model: onnx.ModelProto, inits: dict, node) -> np.ndarray:
     """The conv's bias; a bias other nodes share (onnxsim keeps one all-zero bias for untrained
     BN-folded convs) is first copied so that rescaling it touches this conv only."""
     bias = numpy_helper.to_array(inits[node.input[2]])
@@ -181,7 +181,7 @@ def _own_bias(model: onnx.ModelProto, inits: dict, node) -> np.ndarray:
     return bias
 
 
-def _set(inits: dict, values: dict[str, np.ndarray]) -> None:
+def set_initializers(inits: dict, values: dict[str, np.ndarray]) -> None:
     for name, value in values.items():
         inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
 
@@ -212,13 +212,13 @@ def equalize(proto: onnx.ModelProto, float_graph, inputs_nhwc: np.ndarray) -> tu
             live = a > DEAD * a.max()
             k = np.ones_like(a)
             k[live] = np.clip(a[live].max() / a[live], 1.0, SCALE_LIMIT)
-            b_pw = _own_bias(out, inits, pw)
+            b_pw = own_bias(out, inits, pw)
             reads = shuffle_permutation(len(a), p.shuffle_groups)  # depthwise channel j reads channel reads[j]
-            _set(inits, {pw.input[1]: w_pw * k[:, None, None, None], pw.input[2]: b_pw * k,
-                         dw.input[1]: w_dw / k[reads][:, None, None, None]})
+            set_initializers(inits, {pw.input[1]: w_pw * k[:, None, None, None], pw.input[2]: b_pw * k,
+                                     dw.input[1]: w_dw / k[reads][:, None, None, None]})
             after = a * k
         else:
-            b_dw = _own_bias(out, inits, dw)
+            b_dw = own_bias(out, inits, dw)
             cols = _columns(w_pw, int(_attr(pw, "group", 1)))  # (channel c) -> the 1x1 weights reading it
             r2 = np.array([np.abs(w_pw[rows, col]).max() for rows, col in cols], dtype=np.float64)
             live = (a > DEAD * a.max()) & (r2 > DEAD * r2.max())
@@ -227,7 +227,8 @@ def equalize(proto: onnx.ModelProto, float_graph, inputs_nhwc: np.ndarray) -> tu
             w_pw = w_pw.copy()
             for c, (rows, col) in enumerate(cols):
                 w_pw[rows, col] *= s[c]
-            _set(inits, {dw.input[1]: w_dw / s[:, None, None, None], dw.input[2]: b_dw / s, pw.input[1]: w_pw})
+            set_initializers(inits, {dw.input[1]: w_dw / s[:, None, None, None], dw.input[2]: b_dw / s,
+                                     pw.input[1]: w_pw})
             after = a / s
         done.append({"kind": p.kind, "depthwise": p.depthwise, "pointwise": p.pointwise, "tensor": p.activation,
                      "through_relu": p.through_relu, "dead_channels": int((~live).sum()),
