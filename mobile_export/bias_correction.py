@@ -22,21 +22,19 @@ few saturate, raised the typical image's SQNR 25 → 30 dB but cost more held-ou
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-log = logging.getLogger(__name__)
 
 SAMPLES = 32   # calibration inputs the mean shifts are measured on
 
 
 def linear_convs(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     """Output tensor → Conv node, for convolutions with a bias initializer whose output is not
-    consumed by an activation TFLite would fuse into them."""
+    consumed by an activation TFLite fuses into them (``quantize.FUSED_ACTIVATIONS``, the same rule
+    range planning uses)."""
     from mobile_export.equalize import consumers_of
+    from mobile_export.quantize import FUSED_ACTIVATIONS
 
     inits, consumers = {i.name for i in proto.graph.initializer}, consumers_of(proto.graph)
     out = {}
@@ -44,7 +42,7 @@ def linear_convs(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
         if n.op_type != "Conv" or len(n.input) < 3 or n.input[2] not in inits:
             continue
         users = consumers.get(n.output[0], [])
-        if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+        if len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS:
             continue
         out[n.output[0]] = n
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +37,26 @@ HOLDOUT = 64  # held-back calibration samples (at most a quarter of the set)
 RANK_BY = "sqnr_db"
 
 
+class Candidate(NamedTuple):
+    """One converted int8 model of the search and what it came from."""
+
+    attempt: dict          # the recorded figures
+    tflite: bytes
+    lowered: object        # the LoweredGraph converted (with corrected biases, for a bias-corrected one)
+    proto: object          # the float ONNX graph it approximates (equalized or not)
+    method: Q.RangeMethod
+    graph: object          # proto's float LoweredGraph, on which its ranges were planned
+    acts: dict             # calibration activations of graph
+
+
+def _fixes(equalized: bool, bias_corrected: bool) -> str:
+    return (" + equalization" if equalized else "") + (" + bias correction" if bias_corrected else "")
+
+
+def _label(method: str, equalized: bool, bias_corrected: bool) -> str:
+    return f"{method} ranges{_fixes(equalized, bias_corrected)}"
+
+
 @dataclass
 class Int8Result:
     tflite: bytes
@@ -50,11 +71,10 @@ class Int8Result:
 
     @property
     def decisions(self) -> list[str]:
-        def extras(a: dict) -> str:
-            return (" + equalization" if a["equalized"] else "") + (
-                " + bias correction" if a.get("bias_corrected") else "")
+        def fixes(a: dict) -> str:
+            return _fixes(a["equalized"], a.get("bias_corrected", False))
 
-        out = [f"int8 attempt {a['method']}{extras(a)}: " + (
+        out = [f"int8 attempt {a['method']}{fixes(a)}: " + (
                f"failed ({a['failed']})" if "failed" in a else
                f"SQNR {a['sqnr_db']:.1f} dB, top-1 agreement {a['top1_agreement']:.3f} vs fp32 on {a['samples']} "
                "calibration samples") for a in self.attempts]
@@ -64,7 +84,7 @@ class Int8Result:
             counts = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(e["kind"] for e in self.equalized).items()))
             out.append(f"cross-layer equalization of {len(self.equalized)} conv pairs ({counts}): median channel "
                        f"range spread of their activations {before:.1f}x -> {after:.1f}x")
-        out.append(f"int8 chosen: {self.chosen['method']} ranges{extras(self.chosen)}"
+        out.append(f"int8 chosen: {self.chosen['method']} ranges{fixes(self.chosen)}"
                    + ("" if self.chosen["meets_bar"] else
                       f" (below the bar of {MIN_SQNR_DB:g} dB / {MIN_TOP1_AGREEMENT:.0%} top-1 agreement: "
                       "no candidate reached it; every op is still int8)"))
@@ -109,15 +129,14 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
     result = Int8Result(b"", None, float_tflite, calib, hold, proto=proto)
     best = None
 
-    def attempt(graph, proto_, acts_, method, eq, lower=None, bias_corrected=False, bias_shift=None) -> tuple:
+    def attempt(graph, proto_, acts_, method, eq, lower=None, bias_corrected=False, bias_shift=None) -> Candidate:
         """Convert with ``method`` ranges planned on ``graph`` (the float graph of ``proto_``), lowering
         ``lower`` (``proto_`` with corrected biases) or ``proto_``; record the attempt, keep the best."""
         nonlocal best
-        label = f"{method.value} ranges" + (" + equalization" if eq else "") + (
-            " + bias correction" if bias_corrected else "")
         r = Q.Recipe(recipe.name, method, recipe.percentile, recipe.overrides)
         ranges = Q.plan_ranges(graph, cal_nhwc, r, activations=acts_)
         lowered = LoweredGraph(lower if lower is not None else proto_, fake_quant=True, ranges=ranges)
+        label = _label(method.value, eq, bias_corrected)
         tflite = run_stage(f"convert int8 ({label})", convert, lowered, shape, input_name=config.input_name,
                            precision=Precision.INT8, representative=representative, io_type=options.io_type)
         m = compare(TFLiteModel(tflite).run(eval_nhwc), ref)
@@ -130,16 +149,28 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
         log.info("int8 with %s: SQNR %.1f dB (median sample %.1f dB), top-1 agreement %.3f", label, m["sqnr_db"],
                  m["sqnr_median_db"], m["top1_agreement"])
         result.attempts.append(a)
-        cand = (a, tflite, lowered, proto_, method, graph, acts_)
-        if best is None or a[RANK_BY] > best[0][RANK_BY]:
+        cand = Candidate(a, tflite, lowered, proto_, method, graph, acts_)
+        if best is None or a[RANK_BY] > best.attempt[RANK_BY]:
             best = cand
         return cand
 
+    def optional_attempt(graph, proto_, acts_, method, eq, **kw) -> None:
+        """An attempt whose model may fail to load (XNNPACK refusing a rescaled layer): recorded as
+        failed, and the best so far is kept."""
+        try:
+            attempt(graph, proto_, acts_, method, eq, **kw)
+        except ArtifactError as e:
+            label = _label(method.value, eq, kw.get("bias_corrected", False))
+            log.warning("int8 with %s failed to load (%s); keeping %s", label, e,
+                        _label(best.method.value, best.attempt["equalized"], best.attempt["bias_corrected"]))
+            result.attempts.append({"method": method.value, "equalized": eq,
+                                    "bias_corrected": kw.get("bias_corrected", False), "failed": str(e)})
+
     for method in methods:
-        if attempt(float_graph, proto, acts, method, False)[0]["meets_bar"]:
+        if attempt(float_graph, proto, acts, method, False).attempt["meets_bar"]:
             break
     equalized = []
-    if options.search and not best[0]["meets_bar"]:
+    if options.search and not best.attempt["meets_bar"]:
         from mobile_export.equalize import equalize
 
         eq_proto, equalized = run_stage("cross-layer equalization", equalize, proto, float_graph, cal_nhwc)
@@ -147,32 +178,21 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
             eq_graph = LoweredGraph(eq_proto)
             eq_acts = run_stage("collect activations (equalized)", Q.collect_activations, eq_graph, cal_nhwc, names,
                                 options.seed)
-            try:
-                attempt(eq_graph, eq_proto, eq_acts, best[4], True)
-            except ArtifactError as e:  # e.g. XNNPACK refuses a rescaled layer: keep the unequalized model
-                log.warning("int8 with equalization failed to load (%s); keeping %s ranges", e, best[4].value)
-                result.attempts.append({"method": best[4].value, "equalized": True, "failed": str(e)})
-    if options.search and not best[0]["meets_bar"]:
-        bias_correct(best, attempt, cal_part, run_stage, result.attempts)
+            optional_attempt(eq_graph, eq_proto, eq_acts, best.method, True)
+    if options.search and not best.attempt["meets_bar"]:
+        bias_correct(best, optional_attempt, cal_part, run_stage)
     result.chosen, result.tflite, result.lowered, result.proto = best[:4]
     result.equalized = equalized if result.proto is not proto else []
     return result
 
 
-def bias_correct(start, attempt, cal_part, run_stage, attempts: list[dict]) -> None:
+def bias_correct(start: Candidate, optional_attempt, cal_part, run_stage) -> None:
     """Empirical bias correction of candidate ``start`` (``bias_correction.py``), tried as one more
     candidate: kept only when its logits SQNR beats the best so far."""
     from mobile_export import bias_correction as BC
 
-    a0, tflite, lowered, proto, method, graph, acts = start
-    shifts = run_stage("bias correction: measure mean shifts", BC.mean_shifts, tflite, proto, lowered.layers(),
-                       cal_part.inputs[:BC.SAMPLES], BC.linear_convs(proto))
-    if not shifts:
-        return
-    try:
-        attempt(graph, proto, acts, method, a0["equalized"], lower=BC.corrected(proto, shifts), bias_corrected=True,
-                bias_shift=BC.summary(shifts))
-    except ArtifactError as e:
-        log.warning("int8 with bias correction failed to load (%s)", e)
-        attempts.append({"method": method.value, "equalized": a0["equalized"], "bias_corrected": True,
-                         "failed": str(e)})
+    shifts = run_stage("bias correction: measure mean shifts", BC.mean_shifts, start.tflite, start.proto,
+                       start.lowered.layers(), cal_part.inputs[:BC.SAMPLES], BC.linear_convs(start.proto))
+    if shifts:
+        optional_attempt(start.graph, start.proto, start.acts, start.method, start.attempt["equalized"],
+                         lower=BC.corrected(start.proto, shifts), bias_corrected=True, bias_shift=BC.summary(shifts))

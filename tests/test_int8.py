@@ -180,6 +180,33 @@ def test_cross_layer_equalization_keeps_the_function(name, dw_pw, pw_dw):
     assert find_pairs(configure_proto("mobilenet_v2")) == [], "ReLU6 between the pair is not scale-equivariant"
 
 
+@pytest.mark.slow
+def test_a_candidate_that_fails_to_load_is_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
+    """If the equalized model fails to load (XNNPACK refusing a rescaled layer), the attempt is
+    recorded as failed, bias correction is still tried on the best model so far, and one is chosen."""
+    from mobile_export import int8, tflite_convert
+    from mobile_export.errors import ArtifactError
+
+    monkeypatch.setattr(int8, "MIN_SQNR_DB", 1e9)
+    real, calls = tflite_convert.convert, []
+
+    def convert(*args, **kw):
+        calls.append(kw.get("precision"))
+        if len(calls) == 5:  # fp32 reference, mse, percentile, minmax, then the equalized model
+            raise ArtifactError("XNNPACK refused the model (simulated)")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tflite_convert, "convert", convert)
+    res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
+                 num_calibration=64)
+    attempts = res.report["int8"]["attempts"]
+    assert attempts[3] == {"method": attempts[3]["method"], "equalized": True, "bias_corrected": False,
+                           "failed": "XNNPACK refused the model (simulated)"}
+    assert attempts[4]["bias_corrected"] and not attempts[4]["equalized"] and "failed" not in attempts[4]
+    assert not res.report["int8"]["chosen"]["equalized"]
+    assert any("failed (XNNPACK refused" in r for r in res.manifest["recipe"])
+
+
 def test_bias_correction_targets_linear_convs_and_only_moves_their_biases():
     """ShuffleNetV1: every depthwise conv and every grouped 1x1 feeding an add or concat is linear
     (its own int8 tensor); convs fused with a ReLU are not corrected (their tensor is post-ReLU)."""
