@@ -19,7 +19,7 @@ def pack_tool(tool):
 
 
 @pytest.mark.skipif(not SOURCE.is_file(), reason="the squeezenet1_1 CIFAR-10 checkpoint is not shipped")
-def test_pack_halves_the_file_and_remeasures(pack_tool, cifar10_tar, tmp_path):
+def test_pack_halves_the_file_and_remeasures(pack_tool, cifar10_tar, tmp_path, capsys):
     meta = json.loads(SOURCE.read_text())
     shutil.copy(WEIGHTS / meta["metadata"]["dataset"]["holdout_list"], tmp_path)
     side = tmp_path / SOURCE.name
@@ -44,5 +44,19 @@ def test_pack_halves_the_file_and_remeasures(pack_tool, cifar10_tar, tmp_path):
     assert abs(got["holdout_top1"] - got["holdout_top1_float32"]) < 0.003
     assert not list(tmp_path.glob("*.tmp"))
 
-    with pytest.raises(SystemExit, match="packed already"):
-        pack_tool.main([str(side), "--data", str(cifar10_tar)])
+    before = side.read_text(), side.with_suffix(".pt").read_bytes()
+    assert pack_tool.main([str(side), "--data", str(cifar10_tar)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "packed already" in err[0] and "Traceback" not in err[0]
+    assert (side.read_text(), side.with_suffix(".pt").read_bytes()) == before
+
+
+def test_pack_bad_input_is_one_sentence_and_exit_2(pack_tool, tmp_path, capsys):
+    side = tmp_path / "nope_cifar10.json"
+    assert pack_tool.main([str(side)]) == 2
+    assert "is not a sidecar with a .pt beside it" in capsys.readouterr().err
+    side.write_text("{}")
+    side.with_suffix(".pt").write_bytes(b"")
+    assert pack_tool.main([str(side), "--data", str(tmp_path / "missing.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "pack_checkpoint: error:" in err and "Traceback" not in err

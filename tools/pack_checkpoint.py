@@ -26,6 +26,10 @@ import train_reference as tr  # noqa: E402
 log = logging.getLogger("pack_checkpoint")
 
 
+class PackError(Exception):
+    """Bad input: one sentence naming what to fix (exit 2)."""
+
+
 def to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: (v.half().contiguous() if v.is_floating_point() else v) for k, v in state.items()}
 
@@ -33,28 +37,46 @@ def to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def pack(sidecar: Path, data: Path) -> dict:
     from mobile_export.models import get_model, load_into, read_state_dict
 
-    meta = json.loads(sidecar.read_text())
+    try:
+        meta = json.loads(sidecar.read_text())
+    except ValueError as e:
+        raise PackError(f"'{sidecar}' is not JSON ({e}); pass the .json tools/train_reference.py wrote.") from None
+    md = meta.get("metadata", {}) if isinstance(meta, dict) else {}
+    split = md.get("dataset", {})
+    missing = ([k for k in ("model", "num_classes", "input_size", "mean", "std", "metadata") if k not in meta]
+               + [f"metadata.{k}" for k in ("holdout_top1", "dataset") if k not in md]
+               + [f"metadata.dataset.{k}" for k in ("holdout_images", "split_seed", "holdout_list") if k not in split])
+    if missing:
+        raise PackError(f"'{sidecar}' lacks {', '.join(missing)}; pass the .json tools/train_reference.py wrote.")
     pt = sidecar.with_suffix(".pt")
-    raw = torch.load(pt, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for unreadable files
+        raise PackError(f"'{pt}' is not a state_dict torch.load(weights_only=True) can read "
+                        f"({type(e).__name__}); pass the .pt tools/train_reference.py wrote.") from None
     if all(v.dtype != torch.float32 for v in raw.values() if v.is_floating_point()):
-        raise SystemExit(f"{pt} holds no float32 tensors: it is packed already.")
+        raise PackError(f"{pt} holds no float32 tensors: it is packed already.")
     half = to_half(raw)
 
     ds = tr.load_dataset(data)
-    md = meta["metadata"]
-    _, hold_idx = tr.holdout_split(ds, md["dataset"]["holdout_images"], md["dataset"]["split_seed"])
-    listed = (sidecar.parent / md["dataset"]["holdout_list"]).read_text().split()
+    _, hold_idx = tr.holdout_split(ds, split["holdout_images"], split["split_seed"])
+    listed = (sidecar.parent / split["holdout_list"]).read_text().split()
     if list(ds["files"][hold_idx]) != listed:
-        raise SystemExit(f"the held-out split of {data} differs from {md['dataset']['holdout_list']}.")
+        raise PackError(f"the held-out split of {data} differs from {split['holdout_list']}; "
+                        "pass the archive the checkpoint was trained on with --data.")
     x = tr.eval_inputs(ds["images"][hold_idx], meta["input_size"], meta["mean"], meta["std"])
     y = torch.from_numpy(ds["labels"][hold_idx])
 
     model = get_model(meta["model"], num_classes=meta["num_classes"])
     tmp = pt.with_name(pt.name + ".half.tmp")
     torch.save(half, tmp)
-    load_into(model, read_state_dict(tmp), str(tmp))   # exactly the shipped path: read, upcast, load
-    acc = tr.evaluate(model, x, y)
-    acc10 = tr.evaluate(model, x[::10].contiguous(), y[::10])
+    try:
+        load_into(model, read_state_dict(tmp), str(tmp))   # exactly the shipped path: read, upcast, load
+        acc = tr.evaluate(model, x, y)
+        acc10 = tr.evaluate(model, x[::10].contiguous(), y[::10])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     before = md["holdout_top1"]
     md["holdout_top1_float32"] = before
     md["holdout_top1"] = round(acc, 4)
@@ -73,10 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=tr.DEFAULT_DATA, help="the archive the checkpoint was trained on")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for s in args.sidecars:
-        if not s.is_file() or not s.with_suffix(".pt").is_file():
-            raise SystemExit(f"'{s}' is not a sidecar with a .pt beside it; pass models/weights/<model>_<name>.json.")
-        pack(s, args.data)
+    try:
+        for s in args.sidecars:  # all checked before any is rewritten
+            if not s.is_file() or not s.with_suffix(".pt").is_file():
+                raise PackError(f"'{s}' is not a sidecar with a .pt beside it; pass models/weights/<model>_<name>.json.")
+        for s in args.sidecars:
+            pack(s, args.data)
+    except (PackError, SystemExit) as e:  # SystemExit: train_reference's data loader names a bad --data
+        if isinstance(e, SystemExit) and not isinstance(e.code, str):
+            raise
+        print(f"pack_checkpoint: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
