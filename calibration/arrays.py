@@ -18,6 +18,7 @@ from mobile_export.errors import CalibrationError
 
 from .dataset import CalibrationSet
 from .preprocess import channels, normalize_array
+from .sampling import fewer_warning, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ def _open_npy(path: Path, name: str) -> np.ndarray:
 
 def load_array_file(path: Path, config: Any, *, num: int, seed: int, source: str) -> CalibrationSet:
     """A ``.npy`` / ``.npz`` source → CalibrationSet (``num`` rows, seeded permutation)."""
-    from .sources import fewer_warning, sample_indices
-
     labels = class_names = None
     if path.suffix.lower() == ".npy":
         kind, name = "npy", f"calibration array {source}"

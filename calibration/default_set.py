@@ -31,6 +31,7 @@ from mobile_export.errors import CalibrationError
 
 from .dataset import DEFAULT_SOURCE, CalibrationSet
 from .preprocess import channels, preprocess_image
+from .sampling import check_num, fewer_warning, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +106,19 @@ def load_default(config: Any, num: int = 256, seed: int = 0) -> CalibrationSet:
                                 names=names)
 
 
+def _choose(available: int, num: int | None, seed: int, what: str, noun: str) -> tuple[np.ndarray, list[str]]:
+    """All indices in stored order (``num=None``), else the first ``num`` of a seeded permutation."""
+    if num is None:
+        return np.arange(available), []
+    return sample_indices(available, check_num(num), seed), fewer_warning(num, available, what, noun)
+
+
 def load_default_labelled(config: Any, num: int | None = None, seed: int = 0) -> CalibrationSet:
     """The CIFAR-10 part of the default set with its labels and class names, preprocessed for
     ``config`` (for CIFAR-10 evaluation). ``num=None``: all images, in stored order (class-major);
     otherwise the first ``num`` of a seeded permutation."""
     _, _, images, labels, class_names = _raw()
-    if num is None:
-        idx = np.arange(images.shape[0])
-    else:
-        from .sources import check_num
-
-        idx = np.random.default_rng(seed).permutation(images.shape[0])[: check_num(num)]
-    warnings: list[str] = []
-    if num is not None and num > images.shape[0]:
-        msg = (f"asked for {num} labelled samples but the embedded CIFAR-10 part holds only "
-               f"{images.shape[0]}; using all {images.shape[0]}.")
-        log.warning(msg)
-        warnings.append(msg)
+    idx, warnings = _choose(images.shape[0], num, seed, "the embedded CIFAR-10 part", "labelled samples")
     inputs = _preprocess([images[i] for i in idx], config, "default labelled")
     return CalibrationSet.build(inputs, labels=labels[idx], class_names=class_names, source=LABELLED_SOURCE,
                                 kind="default", seed=seed, warnings=warnings,
@@ -137,14 +134,7 @@ def load_cifar10_holdout(config: Any, num: int | None = None, seed: int = 0) -> 
     trained on (100 per class), preprocessed for ``config``: real accuracy, offline."""
     z = _read_npz(HOLDOUT_FILE)
     images, labels, files = z["images"], z["labels"].astype(np.int64), z["files"]
-    idx = np.arange(images.shape[0])
-    warnings: list[str] = []
-    if num is not None:
-        from .sources import check_num
-
-        idx = np.random.default_rng(seed).permutation(images.shape[0])[: check_num(num)]
-        if num > images.shape[0]:
-            warnings.append(f"asked for {num} samples but the held-out CIFAR-10 set holds {images.shape[0]}; using all.")
+    idx, warnings = _choose(images.shape[0], num, seed, "the held-out CIFAR-10 set", "samples")
     inputs = _preprocess([images[i] for i in idx], config, "cifar10 held-out")
     return CalibrationSet.build(inputs, labels=labels[idx], class_names=tuple(str(s) for s in z["class_names"]),
                                 source=HOLDOUT_SOURCE, kind="cifar10-holdout", seed=seed, warnings=warnings,

@@ -34,31 +34,12 @@ from mobile_export.errors import CalibrationError
 from .arrays import load_array_file
 from .dataset import CalibrationSet
 from .preprocess import channels, preprocess_image
+from .sampling import check_num, fewer_warning, sample_indices
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 ARRAY_EXTENSIONS = (".npy", ".npz")
-
-
-def check_num(num: Any) -> int:
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise CalibrationError(f"the number of calibration samples must be a positive integer, got {num!r}.")
-    return int(num)
-
-
-def sample_indices(available: int, num: int, seed: int) -> np.ndarray:
-    """The first ``num`` of a seeded permutation of ``range(available)``."""
-    return np.random.default_rng(seed).permutation(available)[:num]
-
-
-def fewer_warning(num: int, available: int, what: str) -> list[str]:
-    """The warning recorded when a source holds fewer samples than asked for (also logged)."""
-    if available >= num:
-        return []
-    msg = f"asked for {num} calibration samples but {what} holds only {available}; using all {available}."
-    log.warning(msg)
-    return [msg]
 
 
 def is_image_file(path: Path) -> bool:

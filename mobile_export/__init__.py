@@ -11,9 +11,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports T
 __version__ = "0.1.0"
 
 _LAZY = {
-    "export": "mobile_export.api",
+    "export": "mobile_export.pipeline",
     "ExportOptions": "mobile_export.options",
     "Precision": "mobile_export.options",
+    "ValidateOptions": "mobile_export.options",
     "validate": "mobile_export.validation",
     "ValidationReport": "mobile_export.validation",
 }

@@ -1,4 +1,4 @@
-"""Atomic artifact directories, hashing and the manifest.
+"""Artifact folders, hashing, and the manifest: its one schema version, how it is built and read.
 
 ``OUT/NAME/PRECISION/`` is written in a temporary sibling directory and renamed into place, so an
 interrupted run never leaves a half artifact where a final one is expected.
@@ -14,7 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from mobile_export.errors import OutputDirError
+from mobile_export.errors import ArtifactError, OutputDirError
+from mobile_export.options import Precision
+
+SCHEMA_VERSION = 1  # of manifest.json and of every report.json (export and validation)
+MANIFEST_REQUIRED = ("model", "precision", "num_classes", "tflite_sha256", "inputs", "outputs", "preprocessing")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -85,3 +89,72 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest.json beside the artifact ``path``; ArtifactError naming what to fix otherwise."""
+    mpath = path.parent / "manifest.json"
+    if not mpath.is_file():
+        raise ArtifactError(f"no manifest.json beside {path}; validate needs the manifest mobile-export wrote "
+                            "with the model (re-export it).")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{mpath} is not readable JSON ({e}); re-export the model.") from None
+    missing = ([k for k in MANIFEST_REQUIRED if k not in manifest] if isinstance(manifest, dict)
+               else list(MANIFEST_REQUIRED))
+    if missing:
+        raise ArtifactError(f"{mpath} lacks {', '.join(missing)}; it is not a mobile-export manifest (re-export the model).")
+    return manifest
+
+
+def _io_entry(info, name: str) -> dict:
+    d = info.as_dict()
+    d["tensor"], d["name"] = d["name"], name  # signature name (stable) and TFLite tensor name
+    d["layout"] = "NHWC" if len(info.shape) == 4 else "NC"
+    return d
+
+
+def _weights_entry(config) -> dict | None:
+    if config.weights_spec is not None:
+        return {"name": config.weights_spec.name, "sha256": sha256_file(config.weights_spec.path)}
+    if config.weights is not None:
+        return {"path": Path(config.weights).name, "sha256": sha256_file(config.weights)}
+    return None
+
+
+def build_manifest(config, options, tflite: bytes, proto, tfl, lowered, calib=None, int8=None) -> dict:
+    """manifest.json of an export: ``config`` (models.ModelConfig), ``options`` (ExportOptions),
+    the TFLite bytes and its loaded model ``tfl``, the ONNX graph, the lowering (recipe, layers,
+    fixed ranges), and for int8 the calibration set and the search's result (its decisions)."""
+    precision = options.precision
+    weights = _weights_entry(config)
+    recipe = list(lowered.recipe)
+    if int8 is not None:
+        recipe += int8.decisions + [
+            f"{r.tensor}: int8 range [{r.lo:.6g}, {r.hi:.6g}] ({'calibrated' if r.calibrated else 'exact bound'})"
+            for r in lowered.fixed_ranges]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": config.name,
+        "family": config.spec.family,
+        "precision": precision.value,
+        "io_type": options.io_type.value if precision is Precision.INT8 else "float",
+        "num_classes": config.num_classes,
+        "weights": weights,
+        "trained": weights is not None,
+        "seed": options.seed,  # the reference's seed: validate rebuilds an untrained model from it
+        "tflite_sha256": sha256_bytes(tflite),
+        "onnx_sha256": sha256_bytes(proto.SerializeToString()),
+        "inputs": [_io_entry(tfl.inputs[0], config.input_name)],
+        "outputs": [_io_entry(tfl.outputs[0], config.output_name)],
+        "preprocessing": config.preprocessing(),
+        "labels": list(config.labels) if config.labels else None,
+        "calibration": None if calib is None else {
+            "source": calib.source, "kind": calib.kind, "count": calib.count,
+            "seed": calib.seed, "sha256": calib.sha256,
+        },
+        "recipe": recipe,
+        "layers": lowered.layers(),
+        "versions": versions(),
+    }

@@ -61,7 +61,7 @@ def _export_parser(sub) -> None:
 
 
 def _validate_parser(sub) -> None:
-    from mobile_export.gate import THRESHOLDS
+    from mobile_export.validation.gate import THRESHOLDS
 
     p = sub.add_parser("validate", help="validate a written .tflite against its PyTorch reference",
                        description="Exit 0: the gate passed; 1: a gate check failed; 2: bad usage or input.")
@@ -129,7 +129,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
     from mobile_export.options import ExportOptions
 
     opts = ExportOptions(
@@ -147,8 +147,8 @@ def _cmd_export(args) -> int:
     acc = res.report.get("accuracy")
     if acc:
         d = acc["top1_drop"]
-        print(f"  accuracy on {acc['samples']} held-out CIFAR-10 images: PyTorch {acc['torch_top1']:.2%}, "
-              f"TFLite {acc['tflite_top1']:.2%}, drop {d['drop_pp']:+.2f} pp (95% CI {d['ci_low_pp']:+.2f} .. "
+        print(f"  accuracy on {acc['samples']} held-out CIFAR-10 images: PyTorch {acc['torch']['top1']:.2%}, "
+              f"TFLite {acc['tflite']['top1']:.2%}, drop {d['drop_pp']:+.2f} pp (95% CI {d['ci_low_pp']:+.2f} .. "
               f"{d['ci_high_pp']:+.2f})")
     for w in res.warnings:
         print(f"  WARNING: {w}")
@@ -160,8 +160,8 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from mobile_export.arm.adb import DeviceOptions
-    from mobile_export.gate import THRESHOLDS
+    from mobile_export.runtimes.arm.adb import DeviceOptions
+    from mobile_export.validation.gate import THRESHOLDS
     from mobile_export.validation import validate
 
     res = validate(
@@ -178,7 +178,7 @@ def _cmd_validate(args) -> int:
 
 
 def _arm_parser(sub) -> None:
-    from mobile_export.arm.cpus import CPUS, DEFAULT_CPU
+    from mobile_export.runtimes.arm.cpus import CPUS, DEFAULT_CPU
 
     p = sub.add_parser("arm", help="emulated ARM runtime (qemu-aarch64): validate without a phone")
     p.set_defaults(quiet=False)
@@ -193,7 +193,7 @@ def _arm_parser(sub) -> None:
 def _cmd_arm(args) -> int:
     import time
 
-    from mobile_export.arm import setup
+    from mobile_export.runtimes.arm import setup
 
     t0 = time.monotonic()
     rt = setup(args.cpu, force=args.force)

@@ -1,4 +1,5 @@
-"""Output-agreement metrics between a candidate and a reference (both [N, classes] floats)."""
+"""Output-agreement metrics between a candidate and a reference (both [N, classes] floats), accuracy
+statistics, and the one summary of a list of timings."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,3 +75,11 @@ def mcnemar_exact(b: int, c: int) -> float:
     k = min(int(b), int(c))
     tail = sum(comb(n, i) for i in range(k + 1))
     return float(min(1.0, 2 * tail / 2 ** n))
+
+
+def latency_summary(times_ms: list[float]) -> dict[str, float]:
+    """Median and 90th percentile (interpolated) of timed runs, in milliseconds."""
+    import statistics
+
+    s = sorted(times_ms)
+    return {"median_ms": float(statistics.median(s)), "p90_ms": float(np.percentile(s, 90)), "runs": len(s)}

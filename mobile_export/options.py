@@ -39,6 +39,21 @@ class IOType(str, enum.Enum):
             raise InvalidOptionError(f"--io must be one of int8, uint8, float, got {value!r}.") from None
 
 
+class Runtime(str, enum.Enum):
+    """Where validate runs the TFLite model."""
+
+    HOST = "host"  # ai-edge-litert on this machine
+    QEMU = "qemu"  # emulated ARM core (qemu-aarch64), instruction counts
+    ADB = "adb"    # a device over adb
+
+    @classmethod
+    def parse(cls, value: "str | Runtime") -> "Runtime":
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidOptionError(f"runtime '{value}' is not available; use --runtime host, qemu or adb.") from None
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     precision: Precision = Precision.FP32
@@ -54,7 +69,7 @@ class ExportOptions:
     check_samples: int = 4  # random + real inputs for the built-in fidelity check
     opset: int = 17
     search: bool = True  # int8: try other range methods when fidelity is below the bar
-    gate: object = None  # a gate TOML path (or gate.GateFile): validate the artifact after export
+    gate: object = None  # a gate TOML path (or validation.gate.GateFile): validate the artifact after export
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -66,3 +81,30 @@ class ExportOptions:
             raise InvalidOptionError(
                 f"--num-calibration must be a positive integer, got {self.num_calibration!r}."
             )
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    """What ``validate`` measures and how; ``None`` fields fall back to the gate file's settings,
+    then to the defaults (256 samples, 30 latency runs)."""
+
+    weights: str | None = None       # the weights the artifact was exported with (path or registered name)
+    data: str | None = None          # None: embedded default set; "cifar10", "cifar10-default", a folder, .npy/.npz
+    num: int | None = None
+    runtime: Runtime = Runtime.HOST
+    gate: object = None              # a gate TOML path or a validation.gate.GateFile
+    thresholds: dict | None = None   # per-key overrides, {"min_sqnr_db": 20}
+    junit: str | None = None
+    out_dir: str | None = None       # default: validation/ beside the .tflite
+    seed: int = 0
+    layer_samples: int = 4
+    layer_tolerance: tuple | None = None
+    latency_runs: int | None = None  # 0: no timing
+    write: bool = True
+    cpu: str = "cortex-a76"          # emulated core for Runtime.QEMU
+    device: object = None            # runtimes.arm.adb.DeviceOptions for Runtime.ADB
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runtime", Runtime.parse(self.runtime))
+        if self.num is not None and (not isinstance(self.num, int) or self.num < 1):
+            raise InvalidOptionError(f"--num must be a positive integer, got {self.num}.")

@@ -12,13 +12,13 @@ import shutil
 import numpy as np
 import pytest
 
-from mobile_export.arm import cpus, sysroot
+from mobile_export.runtimes.arm import cpus, sysroot
 
 CPU = "cortex-a76"
 
 
 def test_unknown_cpu_is_a_user_error(tmp_path, monkeypatch, capsys):
-    from mobile_export.arm import UnknownCpuError, run_tflite, setup
+    from mobile_export.runtimes.arm import UnknownCpuError, run_tflite, setup
     from mobile_export.cli import main
 
     monkeypatch.setenv("MOBILE_EXPORT_CACHE", str(tmp_path))
@@ -51,7 +51,7 @@ def arm_runtime():
 
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory):
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
 
     out = tmp_path_factory.mktemp("arm-int8")
     res = export("mobilenet_v3_small", precision="int8", input_size=64, out_dir=out, search=False,
@@ -94,8 +94,8 @@ def test_setup_is_idempotent_and_verifies(arm_runtime, monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_int8_bit_identical_to_host_with_repeatable_counts(arm_runtime, int8_model):
-    from mobile_export.arm import run_tflite
-    from mobile_export.runtime import TFLiteModel
+    from mobile_export.runtimes.arm import run_tflite
+    from mobile_export.runtimes.host import TFLiteModel
 
     host = TFLiteModel(int8_model)
     assert host.inputs[0].dtype == "int8"
@@ -122,7 +122,7 @@ def test_int8_bit_identical_to_host_with_repeatable_counts(arm_runtime, int8_mod
 
 @pytest.mark.slow
 def test_wrong_input_dtype_is_refused_before_emulating(arm_runtime, int8_model):
-    from mobile_export.arm import run_tflite
+    from mobile_export.runtimes.arm import run_tflite
     from mobile_export.errors import InvalidOptionError
 
     with pytest.raises(InvalidOptionError, match="quantize on the host"):
@@ -148,7 +148,7 @@ def test_missing_qemu_without_apt_names_the_package(monkeypatch):
 def test_validate_runtime_qemu_reports_identity_and_instruction_ratio(arm_runtime, tmp_path, capsys):
     """`mobile-export validate --runtime qemu`: outputs compared with the host and instruction
     counts for the int8 model and its fp32 sibling."""
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
     from mobile_export.cli import main
 
     for precision in ("fp32", "int8"):

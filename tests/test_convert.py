@@ -8,7 +8,8 @@ import json
 import pytest
 from onnx import TensorProto, helper
 
-from mobile_export.api import BOUNDS, export
+from mobile_export.fidelity import BOUNDS
+from mobile_export.pipeline import export
 from mobile_export.errors import UnsupportedOpError
 from mobile_export.models import list_models
 from mobile_export.options import Precision
@@ -26,13 +27,13 @@ def _check_artifact(res, precision: Precision):
     fid = rep["fidelity"]["tflite_vs_torch"]
     if precision is Precision.FP32:
         noise = rep["fidelity"]["onnxruntime_vs_torch"]["float32_noise"]
-        assert fid["max_rel"] <= max(BOUNDS[Precision.FP32]["max_rel"], 4 * noise), (fid, noise)
-        assert fid["cosine_min"] >= BOUNDS[Precision.FP32]["cosine_min"], fid
+        assert fid["max_rel"] <= max(BOUNDS[Precision.FP32].max_rel, 4 * noise), (fid, noise)
+        assert fid["cosine_min"] >= BOUNDS[Precision.FP32].min_cosine, fid
     else:
         # Either within the bound against PyTorch, or (random weights amplify rounding) TFLite
         # reproduces the same graph with fp16-rounded weights.
         ref16 = rep["fidelity"]["tflite_vs_fp16_weights_reference"]
-        assert fid["cosine_min"] >= BOUNDS[Precision.FP16]["cosine_min"] or ref16["cosine_min"] >= 0.99999, (fid, ref16)
+        assert fid["cosine_min"] >= BOUNDS[Precision.FP16].min_cosine or ref16["cosine_min"] >= 0.99999, (fid, ref16)
     assert rep["xnnpack"]["partitions"] == 1, rep["xnnpack"]
     assert rep["xnnpack"]["outside"] == [], rep["xnnpack"]
     assert rep["transpose_ops"] == 0, rep["ops"]
@@ -77,7 +78,7 @@ def test_unsupported_op_names_op_and_node():
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
     node = helper.make_node("LRN", ["input"], ["y"], name="my_lrn", size=3)
     proto = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
-    from mobile_export.lowering import LoweredGraph
+    from mobile_export.convert.lowering import LoweredGraph
 
     with pytest.raises(UnsupportedOpError) as ei:
         LoweredGraph(proto)

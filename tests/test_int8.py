@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobile_export import quantize as Q
-from mobile_export.api import export
+from mobile_export.quantize import ranges as Q
+from mobile_export.fidelity import Int8Bar
+from mobile_export.pipeline import export
 from mobile_export.cli import main
 from mobile_export.models import list_models
-from mobile_export.runtime import fully_integer_violations, make_interpreter
+from mobile_export.runtimes.host import fully_integer_violations, make_interpreter
 
 SIZE = 64  # int8 properties do not depend on resolution; small inputs keep the suite fast
 
@@ -155,10 +156,11 @@ def test_cross_layer_equalization_keeps_the_function(name, dw_pw, pw_dw):
     ShuffleNetV2: every branch (16 blocks, 3 stride-2 side branches) and every 1x1 → depthwise;
     ShuffleNetV1: every unit, into a grouped 1x1 conv, and every grouped 1x1 → shuffle → depthwise;
     MobileNetV3-small: its ReLU expansions (the hard-swish ones are not scale-equivariant)."""
-    from mobile_export.equalize import PW_TO_DW, equalize, find_pairs
-    from mobile_export.lowering import LoweredGraph
+    from mobile_export.quantize.equalize import PW_TO_DW, equalize, find_pairs
+    from mobile_export.convert.lowering import LoweredGraph
     from mobile_export.models import build_model, configure
-    from mobile_export.onnx_export import export_onnx, run_onnxruntime
+    from mobile_export.convert.to_onnx import export_onnx
+    from mobile_export.runtimes.onnxruntime import run_onnxruntime
 
     cfg = configure(name, input_size=SIZE, num_classes=10)
     proto = export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
@@ -184,10 +186,11 @@ def test_cross_layer_equalization_keeps_the_function(name, dw_pw, pw_dw):
 def test_a_candidate_that_fails_to_load_is_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
     """If the equalized model fails to load (XNNPACK refusing a rescaled layer), the attempt is
     recorded as failed, bias correction is still tried on the best model so far, and one is chosen."""
-    from mobile_export import int8, tflite_convert
+    from mobile_export.quantize import search as int8
+    from mobile_export.convert import to_tflite as tflite_convert
     from mobile_export.errors import ArtifactError
 
-    monkeypatch.setattr(int8, "MIN_SQNR_DB", 1e9)
+    monkeypatch.setattr(int8, "INT8_BAR", Int8Bar(min_sqnr_db=1e9))
     real, calls = tflite_convert.convert, []
 
     def convert(*args, **kw):
@@ -196,7 +199,7 @@ def test_a_candidate_that_fails_to_load_is_recorded_and_the_search_goes_on(tmp_p
             raise ArtifactError("XNNPACK refused the model (simulated)")
         return real(*args, **kw)
 
-    monkeypatch.setattr(tflite_convert, "convert", convert)
+    monkeypatch.setattr(int8, "convert", convert)
     res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
                  num_calibration=64)
     attempts = res.report["int8"]["attempts"]
@@ -213,9 +216,9 @@ def test_bias_correction_targets_linear_convs_and_only_moves_their_biases():
     import onnx
     from onnx import numpy_helper
 
-    from mobile_export import bias_correction as BC
+    from mobile_export.quantize import bias_correction as BC
     from mobile_export.models import build_model, configure
-    from mobile_export.onnx_export import export_onnx
+    from mobile_export.convert.to_onnx import export_onnx
 
     cfg = configure("shufflenet_v1_g3", input_size=SIZE, num_classes=10)
     proto = export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
@@ -240,7 +243,7 @@ def test_bias_correction_targets_linear_convs_and_only_moves_their_biases():
 
 def configure_proto(name):
     from mobile_export.models import build_model, configure
-    from mobile_export.onnx_export import export_onnx
+    from mobile_export.convert.to_onnx import export_onnx
 
     cfg = configure(name, input_size=SIZE, num_classes=10)
     return export_onnx(build_model(cfg).eval(), (1, 3, SIZE, SIZE), input_name=cfg.input_name,
@@ -254,11 +257,10 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     float graph the chosen model came from (never the bias-corrected one: that is not the reference)."""
     import onnx
 
-    from mobile_export.onnx_export import run_onnxruntime
+    from mobile_export.quantize import search as int8
+    from mobile_export.runtimes.onnxruntime import run_onnxruntime
 
-    from mobile_export import int8
-
-    monkeypatch.setattr(int8, "MIN_SQNR_DB", 1e9)
+    monkeypatch.setattr(int8, "INT8_BAR", Int8Bar(min_sqnr_db=1e9))
     res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
                  num_calibration=64)
     attempts = res.report["int8"]["attempts"]

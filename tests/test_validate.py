@@ -16,10 +16,10 @@ import pytest
 
 from mobile_export import artifacts
 from mobile_export.cli import main
-from mobile_export.gate import Check, GateError, read_gate_file, thresholds_for
-from mobile_export.junit import to_junit
+from mobile_export.validation.gate import Check, GateError, read_gate_file, thresholds_for
+from mobile_export.report.junit import gate_cases, to_junit
 from mobile_export.metrics import mcnemar_exact, paired_bootstrap_drop
-from mobile_export.per_layer import map_tensors, tensor_scope
+from mobile_export.runtimes.tensor_map import map_tensors, tensor_scope
 
 MODEL = "mobilenet_v3_small"
 GATE = """
@@ -139,7 +139,8 @@ def test_tensor_scope_takes_the_last_fused_scope():
 def test_junit_has_one_testcase_per_check():
     checks = [Check("min_sqnr_db", 20.0, 25.0, True), Check("max_rel_error", 1e-4, 0.3, False, description="err"),
               Check("max_top1_drop_pp", 0.7, None, True, skipped="no labels")]
-    root = ET.fromstring(to_junit(checks, model="m", precision="int8").split("?>", 1)[1])
+    cases = gate_cases([c.to_dict() for c in checks], model="m", precision="int8")
+    root = ET.fromstring(to_junit(cases, suite="mobile-export validate m int8").split("?>", 1)[1])
     cases = root.findall("./testsuite/testcase")
     assert [c.get("name") for c in cases] == ["min_sqnr_db", "max_rel_error", "max_top1_drop_pp"]
     assert cases[1].find("failure").get("message") == "measured 0.3, allowed <= 0.0001"
@@ -171,7 +172,7 @@ def _validate(args, capsys):
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """fp32 (exported with --gate, so the export hook runs the validator) and int8 siblings at 96×96."""
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
 
     root = tmp_path_factory.mktemp("dist")
     gate = root / "gate.toml"
@@ -253,7 +254,7 @@ REQUANTIZING = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "MEAN", "FULLY_CON
 
 
 def _consumers(model: bytes, tensor_name: str) -> set[str]:
-    from mobile_export.runtime import TFLiteModel
+    from mobile_export.runtimes.host import TFLiteModel
 
     interp = TFLiteModel(model, xnnpack=False).interp
     index = next(d["index"] for d in interp.get_tensor_details() if d["name"] == tensor_name)
@@ -276,7 +277,7 @@ def _target_row(report: dict, precision: str, accept=lambda row: True) -> dict:
 
 
 def _op_of(model: bytes, tensor_name: str) -> dict:
-    from mobile_export.runtime import TFLiteModel
+    from mobile_export.runtimes.host import TFLiteModel
 
     interp = TFLiteModel(model, xnnpack=False).interp
     names = {d["index"]: d["name"] for d in interp.get_tensor_details()}

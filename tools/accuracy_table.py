@@ -24,7 +24,6 @@ import json
 import logging
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +91,7 @@ def model_data(raw: dict, name: str, work: Path) -> tuple[Path, Path]:
 
 
 def run_model(name: str, data, count: int, calibration: Path | None, dist: Path, reports: Path) -> dict:
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
     from mobile_export.validation import validate
 
     row: dict = {"model": name}
@@ -122,7 +121,7 @@ def run_model(name: str, data, count: int, calibration: Path | None, dist: Path,
 
 
 def gate_of(name: str) -> float | None:
-    from mobile_export import gate as gates
+    from mobile_export.validation import gate as gates
 
     limits, _, _ = gates.thresholds_for(gates.read_gate_file(GATE), None, name, "int8")
     return limits.get("max_top1_drop_pp")
@@ -150,21 +149,15 @@ def markdown(rows: list[dict], source: str) -> str:
 
 
 def junit(rows: list[dict], seconds: float) -> str:
+    from mobile_export.report.junit import Case, to_junit
+
     cases = []
     for r in rows:
         for p in ("fp32", "int8"):
             fails = [r["error"]] if "error" in r else [c["sentence"] for c in r[p]["checks"] if not c["passed"]]
-            cases.append((r["model"], p, fails, 0 if "error" in r else r[p]["export_s"] + r[p]["validate_s"]))
-    nfail = sum(1 for c in cases if c[2])
-    root = ET.Element("testsuites", name="mobile-export accuracy", tests=str(len(cases)), failures=str(nfail))
-    suite = ET.SubElement(root, "testsuite", name="cifar10 accuracy table", tests=str(len(cases)),
-                          failures=str(nfail), errors="0", time=f"{seconds:.1f}")
-    for model, p, fails, t in cases:
-        case = ET.SubElement(suite, "testcase", classname=f"accuracy.{model}", name=p, time=f"{t:.1f}")
-        if fails:
-            ET.SubElement(case, "failure", type="GateFailed", message=fails[0]).text = "\n".join(fails)
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+            t = 0 if "error" in r else r[p]["export_s"] + r[p]["validate_s"]
+            cases.append(Case(f"accuracy.{r['model']}", p, t, fails))
+    return to_junit(cases, suite="cifar10 accuracy table", root="mobile-export accuracy", time_s=seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_export.arm import run_tflite
-from mobile_export.runtime import TFLiteModel
+from mobile_export.runtimes.arm import run_tflite
+from mobile_export.runtimes.host import TFLiteModel
 
 
 def host_raw(model: TFLiteModel, x_raw: np.ndarray) -> np.ndarray:

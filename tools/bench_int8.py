@@ -41,7 +41,7 @@ def _keras_control(size: int) -> tuple[bytes, bytes]:
 
 
 def _time(pairs: dict[str, tuple[bytes, bytes]], rounds: int, runs: int) -> dict:
-    from mobile_export.runtime import TFLiteModel
+    from mobile_export.runtimes.host import TFLiteModel
 
     models = {name: (TFLiteModel(f), TFLiteModel(q)) for name, (f, q) in pairs.items()}
     samples = {name: ([], []) for name in models}
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from mobile_export.api import export
+    from mobile_export.pipeline import export
 
     pairs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,0 @@
-"""Own ONNX → TensorFlow lowering in NHWC: one small function per ONNX op (see ``registry``)."""
-from .graph import LoweredGraph
-from .registry import LOWERINGS, lowers
-
-__all__ = ["LOWERINGS", "LoweredGraph", "lowers"]

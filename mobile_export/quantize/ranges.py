@@ -1,0 +1,207 @@
+"""Int8 range estimation: which range each activation gets, and how.
+
+How ranges reach the TFLite model: as ``fake_quant_with_min_max_args`` nodes in the lowered TF
+graph. The TF converter keeps a fake-quant node's range as the tensor's quantization range and
+calibrates every other tensor from the representative dataset. We chose this over editing
+ai-edge-quantizer's recorded ranges because it needs no second tool, the ranges live next to the
+op that produces them, and the same lowering serves float and int8.
+
+- ReLU6 outputs get exactly [0, 6] and hard-sigmoid outputs [0, 1] (see ``ops_elementwise``).
+- Unbounded tensors that TFLite materialises (residual adds, linear bottlenecks, logits, SE
+  products, pooled features) get a range from calibration activations by the recipe's method:
+  ``minmax``, ``percentile`` or ``mse`` (the clip that minimises int8 quantization error).
+- Everything else (intermediates of fused patterns) is left to the converter's own min/max.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from mobile_export.convert.graph import consumers_of
+
+log = logging.getLogger(__name__)
+
+# ONNX ops whose outputs TFLite materialises as int8 tensors and whose range is not known a priori.
+CALIBRATED_OPS = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "HardSwish", "GlobalAveragePool",
+                  "ReduceMean", "Relu"}
+# A Conv/Gemm whose only consumer is one of these is fused with it: range the activation instead.
+FUSED_ACTIVATIONS = {"Relu", "Clip"}
+MAX_SAMPLES = 1 << 18  # values kept per tensor for range estimation (exact min/max kept apart)
+MAX_COLLECT_INPUTS = 128  # calibration inputs whose activations are collected
+
+
+class RangeMethod(str, enum.Enum):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a family's unbounded activations are ranged; ``overrides`` maps ONNX tensor → method."""
+
+    name: str
+    method: RangeMethod = RangeMethod.MSE
+    percentile: float = 99.99
+    overrides: dict[str, RangeMethod] = field(default_factory=dict)
+
+    def method_for(self, tensor: str) -> RangeMethod:
+        return self.overrides.get(tensor, self.method)
+
+
+# Per-family defaults. MSE-optimal clipping is robust for deep residual stacks and the
+# heavy-tailed SE/hard-swish products of MobileNetV3; min/max suits shallow ReLU nets.
+FAMILY_RECIPES = {
+    "mobilenet_v1": Recipe("mobilenet_v1", RangeMethod.MINMAX),
+    "mobilenet_v2": Recipe("mobilenet_v2", RangeMethod.MSE),
+    "mobilenet_v3": Recipe("mobilenet_v3", RangeMethod.MSE),
+    "squeezenet": Recipe("squeezenet", RangeMethod.MINMAX),
+    "squeezenext": Recipe("squeezenext", RangeMethod.MSE),
+    "shufflenet_v1": Recipe("shufflenet_v1", RangeMethod.MSE),
+    "shufflenet_v2": Recipe("shufflenet_v2", RangeMethod.MSE),
+}
+
+CANDIDATE_METHODS = (RangeMethod.MSE, RangeMethod.PERCENTILE, RangeMethod.MINMAX)
+
+
+def recipe_for(family: str) -> Recipe:
+    return FAMILY_RECIPES.get(family, Recipe(family))
+
+
+def tensors_to_calibrate(graph) -> list[str]:
+    """ONNX output names of the unbounded tensors that get a calibrated fake-quant range."""
+    consumers = consumers_of(graph)
+    graph_outputs = {o.name for o in graph.output}
+    names = []
+    for n in graph.node:
+        if n.op_type not in CALIBRATED_OPS:
+            continue
+        out = n.output[0]
+        users = consumers.get(out, [])
+        if out not in graph_outputs and len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS:
+            continue  # fused into the following activation, which carries the range
+        names.append(out)
+    return names
+
+
+def _qerror(values: np.ndarray, lo: float, hi: float) -> float:
+    scale = max(hi - lo, 1e-12) / 255.0
+    q = np.clip(np.round((values - lo) / scale), 0, 255) * scale + lo
+    return float(np.mean((q - values) ** 2))
+
+
+def estimate_range(values: np.ndarray, method: RangeMethod, percentile: float = 99.99) -> tuple[float, float]:
+    """The [lo, hi] an int8 tensor should cover; always contains 0 (TFLite needs an exact zero)."""
+    v = values.astype(np.float32).ravel()
+    lo, hi = float(v.min()), float(v.max())
+    if method is RangeMethod.PERCENTILE:
+        lo = float(np.percentile(v, 100.0 - percentile)) if lo < 0 else lo
+        hi = float(np.percentile(v, percentile)) if hi > 0 else hi
+    elif method is RangeMethod.MSE:
+        best = (_qerror(v, min(lo, 0.0), max(hi, 0.0)), lo, hi)
+        for frac in np.linspace(0.3, 0.98, 18):
+            cand_lo, cand_hi = lo * frac, hi * frac
+            err = _qerror(v, min(cand_lo, 0.0), max(cand_hi, 0.0))
+            if err < best[0]:
+                best = (err, cand_lo, cand_hi)
+        _, lo, hi = best
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-6:
+        hi = lo + 1e-6
+    return lo, hi
+
+
+def subsample(values: np.ndarray, rng: np.random.Generator, limit: int = MAX_SAMPLES) -> np.ndarray:
+    v = values.ravel()
+    if v.size > limit:
+        v = v[rng.integers(0, v.size, limit)]  # with replacement: O(limit), not O(size)
+    return v
+
+
+def collect_activations(lowered, inputs_nhwc: np.ndarray, names: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """Run the float lowered graph on ``inputs_nhwc`` and keep (a sample of) each named tensor.
+    Min and max are always kept exactly, whatever is subsampled."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: lowered(x, extra_outputs=names), autograph=False)
+    rng = np.random.default_rng(seed)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    extremes: dict[str, list[float]] = {n: [np.inf, -np.inf] for n in names}
+    batch = int(lowered.input_shape[0])
+    inputs_nhwc = inputs_nhwc[:MAX_COLLECT_INPUTS]
+    steps = max(len(inputs_nhwc) // batch, 1)
+    per_step = max(MAX_SAMPLES // steps, 1)
+    for i in tqdm(range(0, len(inputs_nhwc) - batch + 1, batch), desc="collect activations", unit="batch",
+                  leave=False, disable=None):
+        outs = fn(tf.constant(inputs_nhwc[i:i + batch]))
+        for n in names:
+            a = outs[n].numpy()
+            extremes[n] = [min(extremes[n][0], float(a.min())), max(extremes[n][1], float(a.max()))]
+            chunks[n].append(subsample(a, rng, per_step))
+    result = {}
+    for n in names:
+        result[n] = np.concatenate([np.asarray(extremes[n], np.float32), *chunks[n]])  # exact extremes first
+    return result
+
+
+# Ops whose int8 inputs and outputs must share one scale, or TFLite inserts requantizing QUANTIZE ops.
+SAME_SCALE_OPS = {"Concat", "Split", "ChannelShuffle", "Reshape", "Flatten", "Slice", "MaxPool", "AveragePool", "Pad"}
+
+
+def shared_scale_groups(graph) -> list[list[str]]:
+    """Groups of ONNX tensors that must carry one int8 range: everything a concatenation joins (and
+    what splits, shuffles and reshapes pass through unchanged). Only groups with a Concat count."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    has_concat: set[str] = set()
+    for n in graph.node:
+        if n.op_type not in SAME_SCALE_OPS:
+            continue
+        members = [n.input[0]] + list(n.output) if n.op_type != "Concat" else list(n.input) + list(n.output)
+        for m in members[1:]:
+            parent[find(m)] = find(members[0])
+        if n.op_type == "Concat":
+            has_concat.add(n.output[0])
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(find(name), []).append(name)
+    roots = {find(c) for c in has_concat}
+    return [sorted(g) for r, g in groups.items() if r in roots]
+
+
+def plan_ranges(lowered, calib_nhwc: np.ndarray, recipe: Recipe, seed: int = 0,
+                activations: dict[str, np.ndarray] | None = None) -> dict[str, tuple[float, float]]:
+    """ONNX tensor → (lo, hi) for every unbounded tensor, by the recipe's methods; tensors that a
+    concatenation joins get one common range (the union), so no requantization is needed."""
+    names = names_to_collect(lowered.model.graph)
+    acts = activations if activations is not None else collect_activations(lowered, calib_nhwc, names, seed)
+    ranges = {n: estimate_range(acts[n], recipe.method_for(n), recipe.percentile)
+              for n in tensors_to_calibrate(lowered.model.graph)}
+    graph_inputs = {i.name for i in lowered.model.graph.input}
+    for group in shared_scale_groups(lowered.model.graph):
+        members = [m for m in group if m in acts and m not in graph_inputs]
+        if not members:
+            continue
+        los, his = zip(*(estimate_range(acts[m], recipe.method_for(m), recipe.percentile) for m in members))
+        for m in members:
+            ranges[m] = (min(los), max(his))
+    return ranges
+
+
+def names_to_collect(graph) -> list[str]:
+    """Every tensor whose activations range planning needs."""
+    graph_inputs = {i.name for i in graph.input}
+    names = list(tensors_to_calibrate(graph))
+    for group in shared_scale_groups(graph):
+        names += [m for m in group if m not in graph_inputs and m not in names]
+    return names

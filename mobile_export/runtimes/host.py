@@ -1,0 +1,242 @@
+"""The only module that imports a TFLite runtime: ai-edge-litert, falling back to tflite_runtime or
+tf.lite where that is what a machine has. Runs models, quantizes inputs, counts XNNPACK partitions."""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mobile_export.errors import ArtifactError
+from mobile_export.metrics import latency_summary
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert import interpreter as mod
+    except ImportError:  # pragma: no cover - fallbacks for devices / old installs
+        try:
+            from tflite_runtime import interpreter as mod
+        except ImportError:
+            import tensorflow as tf
+
+            return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    return mod.Interpreter, mod.OpResolverType
+
+
+def runtime_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite_bytes(model: bytes, name: str) -> None:
+    """Raise ArtifactError unless ``model`` carries the TFLite flatbuffer identifier and loads."""
+    if len(model) < 8 or model[4:8] != TFLITE_IDENTIFIER:
+        raise ArtifactError(f"{name} is not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4..8); "
+                            "pass the model.tflite that mobile-export wrote.")
+    try:
+        make_interpreter(model, xnnpack=False)
+    except ArtifactError as e:
+        raise ArtifactError(f"{name} is truncated or damaged: {e}") from None
+
+
+def make_interpreter(model: bytes, *, num_threads: int = 1, xnnpack: bool = True, preserve_all: bool = False):
+    Interpreter, Resolver = _interpreter_class()
+    resolver = Resolver.AUTO if xnnpack else Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = Interpreter(
+            model_content=model,
+            num_threads=num_threads,
+            experimental_op_resolver_type=resolver,
+            experimental_preserve_all_tensors=preserve_all,
+        )
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ArtifactError(f"the file is not a loadable TFLite model ({str(e).splitlines()[0][:120]}).") from None
+    return interp
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+
+    def as_dict(self) -> dict:
+        d = {"name": self.name, "shape": self.shape, "dtype": self.dtype}
+        if self.scale is not None:
+            d["quantization"] = {"scale": self.scale, "zero_point": self.zero_point}
+        return d
+
+
+def _info(detail: dict) -> TensorInfo:
+    scale, zp = detail.get("quantization", (0.0, 0))
+    quantized = scale != 0.0
+    return TensorInfo(
+        name=detail["name"],
+        shape=[int(d) for d in detail["shape"]],
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zp) if quantized else None,
+    )
+
+
+class TFLiteModel:
+    """A loaded .tflite: float NHWC inputs in, float (dequantized) outputs out."""
+
+    def __init__(self, model: bytes, *, num_threads: int = 1, xnnpack: bool = True, preserve_all: bool = False):
+        self.model = model
+        self.interp = make_interpreter(model, num_threads=num_threads, xnnpack=xnnpack, preserve_all=preserve_all)
+        self.inputs = [_info(d) for d in self.interp.get_input_details()]
+        self.outputs = [_info(d) for d in self.interp.get_output_details()]
+        self._in = self.interp.get_input_details()[0]["index"]
+        self._out = self.interp.get_output_details()[0]["index"]
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        info = self.inputs[0]
+        if info.scale is None:
+            return x.astype(info.dtype)
+        lim = np.iinfo(info.dtype)
+        q = np.round(x / info.scale) + info.zero_point
+        return np.clip(q, lim.min, lim.max).astype(info.dtype)
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        info = self.outputs[0]
+        if info.scale is None:
+            return y.astype(np.float32)
+        return ((y.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
+
+    def run(self, x_nhwc: np.ndarray) -> np.ndarray:
+        """Run a batch (looping over the model's batch size) of float NHWC inputs."""
+        b = self.inputs[0].shape[0]
+        outs = []
+        for i in range(0, len(x_nhwc), b):
+            self.interp.set_tensor(self._in, self.quantize_input(x_nhwc[i:i + b]))
+            self.interp.invoke()
+            outs.append(self.dequantize_output(self.interp.get_tensor(self._out)))
+        return np.concatenate(outs)
+
+    def invoker(self):
+        """A no-argument callable running one inference on a fixed zero input (for timing)."""
+        self.interp.set_tensor(self._in, np.zeros(self.inputs[0].shape, dtype=self.inputs[0].dtype))
+        return self.interp.invoke
+
+    def op_outputs(self) -> list[dict]:
+        """Every tensor an op writes, in execution order: ``op_index``, ``op_name``, ``tensor``
+        (index), ``name``, ``shape``, ``dtype``, ``quantized``. Delegate nodes are left out."""
+        details = {d["index"]: d for d in self.interp.get_tensor_details()}
+        out = []
+        for op in self.interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            for t in op["outputs"]:
+                d = details.get(int(t))
+                if d is None:
+                    continue
+                scales = d.get("quantization_parameters", {}).get("scales", ())
+                out.append({"op_index": int(op["index"]), "op_name": op["op_name"], "tensor": int(t),
+                            "name": d["name"], "shape": [int(v) for v in d["shape"]],
+                            "dtype": np.dtype(d["dtype"]).name, "quantized": len(scales) > 0})
+        return out
+
+    def read_tensors(self, x_nhwc: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+        """Run one input batch and read tensors ``indices``, dequantized to float32 with each
+        tensor's own scale / zero point. Needs ``preserve_all=True`` (and ``xnnpack=False``, since
+        a delegate keeps its intermediates to itself)."""
+        self.interp.set_tensor(self._in, self.quantize_input(x_nhwc))
+        self.interp.invoke()
+        details = {d["index"]: d for d in self.interp.get_tensor_details()}
+        out = {}
+        for i in indices:
+            raw = self.interp.get_tensor(i)
+            q = details[i].get("quantization_parameters", {})
+            scales = np.asarray(q.get("scales", ()), dtype=np.float32)
+            if scales.size == 0:
+                out[i] = raw.astype(np.float32)
+                continue
+            zps = np.asarray(q.get("zero_points", ()), dtype=np.float32)
+            if scales.size > 1:  # per-channel: broadcast along the quantized dimension
+                shape = [1] * raw.ndim
+                shape[int(q.get("quantized_dimension", 0))] = -1
+                scales, zps = scales.reshape(shape), zps.reshape(shape)
+            out[i] = ((raw.astype(np.float32) - zps) * scales).astype(np.float32)
+        return out
+
+    def latency_ms(self, runs: int = 30, warmup: int = 5) -> dict:
+        """Median / p90 of ``runs`` timed invokes on a zero input after ``warmup`` untimed ones."""
+        run = self.invoker()
+        for _ in range(warmup):
+            run()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return latency_summary(times)
+
+
+def op_histogram(model: bytes) -> dict[str, int]:
+    """Op counts of the model as stored (before any delegate)."""
+    interp = make_interpreter(model, xnnpack=False)
+    return dict(sorted(collections.Counter(op["op_name"] for op in interp._get_ops_details()).items()))
+
+
+def xnnpack_partitions(model: bytes) -> dict:
+    """How XNNPACK partitions the graph: ``partitions`` (DELEGATE nodes) and the original nodes no
+    partition covers (they run on the slow reference kernels)."""
+    interp = make_interpreter(model, xnnpack=True)
+    ops = interp._get_ops_details()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    produced_by = {}
+    for op in originals:
+        for t in op["outputs"]:
+            produced_by[int(t)] = op
+    covered: set[int] = set()
+    for d in delegates:
+        d_inputs = {int(t) for t in d["inputs"]}
+        stack = [int(t) for t in d["outputs"]]
+        seen: set[int] = set()
+        while stack:
+            t = stack.pop()
+            if t in seen or t in d_inputs:
+                continue
+            seen.add(t)
+            op = produced_by.get(t)
+            if op is not None and op["index"] not in covered:
+                covered.add(op["index"])
+                stack.extend(int(i) for i in op["inputs"] if int(i) >= 0)
+    outside = [f"{op['op_name']}#{op['index']}" for op in originals if op["index"] not in covered]
+    return {"partitions": len(delegates), "outside": outside, "nodes": len(originals)}
+
+
+INTEGER_OK = {"int8", "uint8", "int32"}  # int32: biases and shape operands
+
+
+def fully_integer_violations(model: bytes) -> list[str]:
+    """Ops that keep an int8 model from being fully integer: QUANTIZE/DEQUANTIZE inside the graph
+    (a uint8 I/O model may have one QUANTIZE at each end) and float activations or weights."""
+    interp = make_interpreter(model, xnnpack=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    io = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
+    out = []
+    for op in interp._get_ops_details():
+        touches = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and not io & set(touches):
+            out.append(f"{op['op_name']}#{op['index']}")
+            continue
+        for i in touches:
+            if np.dtype(tensors[i]["dtype"]).name not in INTEGER_OK and i not in io:
+                out.append(f"{op['op_name']}#{op['index']} ({tensors[i]['name']} is {np.dtype(tensors[i]['dtype']).name})")
+                break
+    return out
