@@ -78,15 +78,22 @@ def tanh(ctx, node):
     return [Value(tf.math.tanh(x.t), nhwc=x.nhwc)]
 
 
+def _const_for(ctx, name: str, other_nhwc: bool) -> np.ndarray:
+    """Constant ``name`` laid out to broadcast against an activation as ONNX broadcasts it against
+    the NCHW tensor: right-aligned, so a [W] or [H, W] constant is padded to [1, H, W] first."""
+    c = ctx.const(name).astype(np.float32)
+    if other_nhwc and c.ndim == 4:
+        return c.transpose(0, 2, 3, 1)
+    if other_nhwc and 1 <= c.ndim <= 3:
+        return c.reshape((1,) * (3 - c.ndim) + c.shape).transpose(1, 2, 0)
+    return c
+
+
 def _operand(ctx, name: str, other_nhwc: bool) -> Value:
     """An activation Value, or a constant laid out to broadcast against an NHWC activation."""
     if not ctx.is_const(name):
         return ctx.value(name)
-    c = ctx.const(name).astype(np.float32)
-    if other_nhwc and c.ndim == 4:
-        c = c.transpose(0, 2, 3, 1)
-    elif other_nhwc and c.ndim == 3:
-        c = c.transpose(1, 2, 0)
+    c = _const_for(ctx, name, other_nhwc)
     return Value(tf.constant(c), nonneg=bool((c >= 0).all()))
 
 
@@ -117,12 +124,10 @@ def mul(ctx, node):
 
 @lowers("Div")
 def div(ctx, node):
-    if ctx.is_const(node.input[1]):
+    if ctx.is_const(node.input[1]) and not ctx.is_const(node.input[0]):
         # Division by a constant becomes a multiplication: MUL quantizes and runs everywhere.
         x = ctx.value(node.input[0])
-        c = ctx.const(node.input[1]).astype(np.float32)
-        if x.nhwc and c.ndim == 4:
-            c = c.transpose(0, 2, 3, 1)
+        c = _const_for(ctx, node.input[1], x.nhwc)
         return [Value(x.t * tf.constant(np.float32(1.0) / c), nhwc=x.nhwc, nonneg=x.nonneg and bool((c > 0).all()))]
     a, b, nhwc = _binary(ctx, node)
     return [Value(a.t / b.t, nhwc=nhwc)]

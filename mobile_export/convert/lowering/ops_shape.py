@@ -33,8 +33,10 @@ def _reshape(x: Value, shape: list[int]) -> Value:
         n, h, w, c = cur
         if len(shape) == 4 and shape in ([n, c, h, w], [n, c, h, -1], [n, -1, h, w]):
             return x  # no-op in NCHW terms
-        if h == 1 and w == 1:  # dropping a 1×1 spatial extent: same element order in both layouts
+        if h == 1 and w == 1 and len(shape) != 4:  # dropping a 1×1 extent: same element order in both layouts
             return Value(tf.reshape(x.t, shape), nonneg=x.nonneg)
+        if h == 1 and w == 1 and shape[2:] == [1, 1]:  # [N, C', 1, 1]: still 1×1, so NHWC keeps the order
+            return Value(tf.reshape(x.t, [shape[0], 1, 1, shape[1]]), nhwc=True, nonneg=x.nonneg)
         return _to_value(tf.reshape(_logical(x), shape), x.nonneg)
     if len(shape) == 4:
         return _to_value(tf.reshape(x.t, shape), x.nonneg)

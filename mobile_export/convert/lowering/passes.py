@@ -109,7 +109,9 @@ def fold_channel_shuffle(graph: onnx.GraphProto, recipe: list[str]) -> None:
             w2 = np.empty_like(w)
             w2[:, perm] = w  # conv(shuffle(x), W) == conv(x, W2)
             new_name = f"{u.input[1]}__unshuffled"
-            graph.initializer.append(numpy_helper.from_array(w2, new_name))
+            if new_name not in inits:  # convs sharing a weight share its unshuffled copy
+                graph.initializer.append(numpy_helper.from_array(w2, new_name))
+                inits[new_name] = graph.initializer[-1]
             u.input[1] = new_name
             u.input[0] = sh.input[0]
         dropped.append(sh)
@@ -134,19 +136,33 @@ def slices_to_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
         steps = as_int_list(numpy_helper.to_array(inits[n.input[4]])) if len(n.input) > 4 and n.input[4] else [1]
         if len(starts) == 1 and axes[0] in (1, -3) and steps == [1]:
             groups[n.input[0]].append((starts[0], ends[0], n))
+    channels = _channel_counts(graph)
     for src, parts in groups.items():
         parts.sort(key=lambda p: p[0])
         sizes = [e - s for s, e, _ in parts]
         contiguous = parts[0][0] == 0 and all(parts[i][1] == parts[i + 1][0] for i in range(len(parts) - 1))
         if len(parts) < 2 or not contiguous or len(set(sizes)) != 1 or parts[-1][1] >= 2**31 - 1:
             continue
+        if channels.get(src, parts[-1][1]) != parts[-1][1]:
+            continue  # the slices leave channels out: not a split of the whole tensor
         first = parts[0][2]
         split = helper.make_node("Split", [src], [p[2].output[0] for p in parts], name=f"{first.name}/split", axis=1)
-        idx = list(graph.node).index(first)
+        nodes = list(graph.node)
+        idx = min(nodes.index(p[2]) for p in parts)  # before every slice it replaces, whatever their order
         for _, _, n in parts:
             graph.node.remove(n)
         graph.node.insert(idx, split)
         recipe.append(f"{split.name}: {len(parts)} channel slices of {src} merged into one SPLIT")
+
+
+def _channel_counts(graph: onnx.GraphProto) -> dict[str, int]:
+    """Tensor → its axis-1 size, for the 4-D tensors whose shape the graph records."""
+    out = {}
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            out[vi.name] = dims[1].dim_value
+    return out
 
 
 def split_grouped_convs(graph: onnx.GraphProto, recipe: list[str]) -> None:
