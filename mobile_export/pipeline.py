@@ -306,10 +306,8 @@ class Gate:
         return self.data.inputs
 
     def outputs(self, st: _Stages):
-        from mobile_export.validation import run_runtimes
-
-        self._outs = st.run("run PyTorch, onnxruntime, TFLite on the gate's data", run_runtimes, self.b.model,
-                            self.v.art, self.v.tfl, self.data.inputs, self.b.config.input_name)
+        self._outs = st.run("run PyTorch, onnxruntime, TFLite on the gate's data", self.v.run_models,
+                            self.data.inputs)
         return self._outs
 
     def per_layer(self) -> dict:

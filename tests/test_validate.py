@@ -193,6 +193,40 @@ def healthy_int8(dist):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_export_with_gate_builds_the_reference_and_runs_each_runtime_once(tmp_path, monkeypatch):
+    """export(--gate) hands its reference, the gate's inputs and each runtime's outputs to the
+    validation stages: one build_reference, one pass of PyTorch / onnxruntime / TFLite over the
+    gate's data (the export's own check uses those outputs), one per-layer comparison, and the
+    artifact is never read back from disk."""
+    import mobile_export.pipeline as P
+    import mobile_export.reference as reference
+    from mobile_export.validation import per_layer, validator as V
+
+    calls = {}
+
+    def count(module, name):
+        real, calls[name] = getattr(module, name), 0
+
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return real(*a, **k)
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in ((reference, "build_reference"), (V, "run_runtimes"), (P, "run_check"),
+                         (per_layer, "compare_layers"), (V, "load_artifact")):
+        count(module, name)
+    gate = tmp_path / "gate.toml"
+    gate.write_text("num = 24\nlatency_runs = 0\n[precision.int8]\nmin_top1_agreement = 0.1\n")
+    res = P.export(MODEL, precision="int8", input_size=96, out_dir=tmp_path / "out", num_calibration=32,
+                   gate=str(gate), search=False)
+    assert calls == {"build_reference": 1, "run_runtimes": 1, "run_check": 0, "compare_layers": 1,
+                     "load_artifact": 0}
+    assert res.validation.report["data"]["count"] == 24 == res.report["fidelity"]["tflite_vs_torch"]["samples"]
+    assert res.report["int8"]["per_layer"] == res.validation.report["per_layer"]
+    assert json.loads((res.out_dir / "validation" / "report.json").read_text())["passed"] == res.validation.passed
+
+
 def test_export_gate_hook_and_fp32_pass(dist, capsys, tmp_path):
     v = dist.fp32.validation
     assert v is not None and v.passed and dist.fp32.passed, [c.sentence() for c in v.failures]

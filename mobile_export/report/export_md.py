@@ -78,19 +78,24 @@ def to_markdown(rep: dict[str, Any]) -> str:
                   f"Top-1: PyTorch {a['torch']['top1']:.2%}, TFLite {a['tflite']['top1']:.2%}; drop {d['drop_pp']:+.2f} pp "
                   f"(95% CI {d['ci_low_pp']:+.2f} .. {d['ci_high_pp']:+.2f})"]
     if rep.get("int8"):
-        q = rep["int8"]
-        lines += ["", f"## Int8 vs fp32 TFLite on {q['chosen']['samples']} calibration images "
-                  f"({q['holdout_samples']} of them held back from range fitting)", "",
-                  f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
-                  "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
-        for a in q["attempts"]:
-            chosen = " (chosen)" if a == q["chosen"] else ""
-            eq = " + equalization" if a.get("equalized") else ""
-            if "failed" in a:
-                lines.append(f"| {a['method']}{eq} | failed: {a['failed']} | | | | no |")
-                continue
-            lines.append(f"| {a['method']}{eq}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
-                         f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
-        if q.get("per_layer"):
-            lines += ["", "### Per layer: int8 TFLite vs fp32 (onnxruntime)", "", *per_layer_lines(q["per_layer"])]
+        lines += int8_lines(rep["int8"])
     return "\n".join(lines) + "\n"
+
+
+def int8_lines(q: dict[str, Any]) -> list[str]:
+    """The int8 section: every attempt of the search, the choice, and the per-layer table."""
+    lines = ["", f"## Int8 vs fp32 TFLite on {q['chosen']['samples']} calibration images "
+             f"({q['holdout_samples']} of them held back from range fitting)", "",
+             f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
+             "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
+    for a in q["attempts"]:
+        chosen = " (chosen)" if a == q["chosen"] else ""
+        eq = " + equalization" if a.get("equalized") else ""
+        if "failed" in a:
+            lines.append(f"| {a['method']}{eq} | failed: {a['failed']} | | | | no |")
+            continue
+        lines.append(f"| {a['method']}{eq}{chosen} | {a['sqnr_db']:.2f} | {a['top1_agreement']:.3f} | "
+                     f"{a['top5_agreement']:.3f} | {a['cosine_mean']:.4f} | {'yes' if a['meets_bar'] else 'no'} |")
+    if q.get("per_layer"):
+        lines += ["", "### Per layer: int8 TFLite vs fp32 (onnxruntime)", "", *per_layer_lines(q["per_layer"])]
+    return lines

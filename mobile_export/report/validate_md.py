@@ -35,7 +35,20 @@ def to_markdown(rep: dict[str, Any]) -> str:
         m = rep["fidelity"][key]
         lines.append(f"| {key.replace('_', ' ')} | {fmt(m['max_abs'])} | {fmt(m['max_rel'])} | {fmt(m['cosine_min'], 6)} | "
                      f"{fmt(m['sqnr_db'])} | {fmt(m['top1_agreement'])} | {fmt(m['top5_agreement'])} |")
-    acc = rep.get("accuracy")
+    lines += accuracy_lines(rep.get("accuracy"))
+    fl = rep["flips"]
+    lines += ["", f"Top-1 flips vs PyTorch: {fl['count']} of {d['count']} ({100 * fl['rate']:.1f}%)"
+              + (": " + ", ".join(f"#{s['index']}" + (f" `{s['file']}`" if "file" in s else "")
+                                  for s in fl["samples"][:10]) + (" …" if fl["count"] > 10 else "") if fl["count"] else "")]
+    lines += ["", "## Per layer", "", *per_layer_lines(rep["per_layer"])]
+    lines += latency_lines(rep.get("latency"))
+    lines += ["", "Stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rep["stages_s"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_lines(acc: dict[str, Any] | None) -> list[str]:
+    """Top-1/top-5 per runtime, the drop with its CI and McNemar's test."""
+    lines: list[str] = []
     if acc:
         dr, mc = acc["top1_drop"], acc["mcnemar"]
         lines += ["", "## Accuracy", "", "| runtime | top-1 | top-5 |", "|---|---|---|",
@@ -45,12 +58,12 @@ def to_markdown(rep: dict[str, Any]) -> str:
                   f"[{dr['ci_low_pp']:+.2f}, {dr['ci_high_pp']:+.2f}] (paired bootstrap, {dr['resamples']} resamples). "
                   f"McNemar exact p = {mc['p_value']:.3g} ({mc['torch_only_correct']} right only in PyTorch, "
                   f"{mc['tflite_only_correct']} only in TFLite)."]
-    fl = rep["flips"]
-    lines += ["", f"Top-1 flips vs PyTorch: {fl['count']} of {d['count']} ({100 * fl['rate']:.1f}%)"
-              + (": " + ", ".join(f"#{s['index']}" + (f" `{s['file']}`" if "file" in s else "")
-                                  for s in fl["samples"][:10]) + (" …" if fl["count"] > 10 else "") if fl["count"] else "")]
-    lines += ["", "## Per layer", "", *per_layer_lines(rep["per_layer"])]
-    lat = rep.get("latency")
+    return lines
+
+
+def latency_lines(lat: dict[str, Any] | None) -> list[str]:
+    """Median / p90 per runtime and thread count, and the ratios."""
+    lines: list[str] = []
     if lat:
         th = lat["threads"]
         lines += ["", f"## Latency (median / p90 ms, {lat['runs']} warm runs, interleaved)", "",
@@ -62,5 +75,4 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines.append("")
         for key, per in lat["ratios"].items():
             lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{per[str(n)]:.2f}× ({n} thr.)" for n in th))
-    lines += ["", "Stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in rep["stages_s"].items())]
-    return "\n".join(lines) + "\n"
+    return lines

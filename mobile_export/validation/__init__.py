@@ -4,7 +4,7 @@
 read from disk; export's ``--gate`` runs the same ``Validation`` on the artifact it just built.
 """
 from mobile_export.validation.artifact import Artifact, load_artifact
-from mobile_export.validation.validate import (
+from mobile_export.validation.validator import (
     CIFAR10_DEFAULT, Outputs, Validation, ValidationReport, run_runtimes, validate, write_report_files, write_reports,
 )
 

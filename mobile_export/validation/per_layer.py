@@ -61,6 +61,41 @@ def diverges(metrics: dict[str, float], tolerance: tuple[str, float]) -> bool:
     return not metrics["max_rel"] <= bound
 
 
+def _accumulate(tfl, sess, rows: list[dict], inputs_nchw: np.ndarray, input_name: str) -> tuple[list[_Acc], dict, int]:
+    """Run both runtimes batch by batch and add every mapped layer's pair to its accumulator;
+    rows whose layouts cannot be aligned are recorded as skipped."""
+    out_names = [o.name for o in sess.get_outputs()]
+    batch = tfl.inputs[0].shape[0]
+    accs, skipped = [_Acc() for _ in rows], {}
+    n = len(inputs_nchw) - len(inputs_nchw) % batch
+    for i in tqdm(range(0, n, batch), desc="per-layer comparison", unit="batch", leave=False,
+                  disable=None if n > batch else True):
+        x = inputs_nchw[i:i + batch].astype(np.float32)
+        ref = dict(zip(out_names, sess.run(None, {input_name: x})))
+        got = tfl.read_tensors(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), [r["tflite"]["tensor"] for r in rows])
+        for j, row in enumerate(rows):
+            g = got[row["tflite"]["tensor"]]
+            r = align(np.asarray(ref[row["onnx_output"]]), list(g.shape))
+            if r is None:
+                skipped[j] = f"layout: ONNX {list(ref[row['onnx_output']].shape)} vs TFLite {list(g.shape)}"
+                continue
+            accs[j].add(r, g)
+    return accs, skipped, n
+
+
+def _entry(row: dict, position: int, layers: list[dict], known: dict[str, int]) -> dict[str, Any]:
+    layer, rec = row["layer"], row["tflite"]
+    return {
+        "position": position, "scope": layer["scope"], "op_type": layer["op_type"],
+        "module": layer.get("module", ""), "onnx_node": layer.get("onnx_node", ""),
+        "onnx_output": row["onnx_output"], "tflite_tensor": rec["name"], "tflite_op": rec["op_name"],
+        "tflite_dtype": rec["dtype"],
+        # other nodes fused into this TFLite op (e.g. the Conv under a fused Relu) and their modules
+        "fused": [{"scope": sc, "module": layers[known[sc]].get("module", "")}
+                  for sc in scopes_in(rec["name"], known) if sc != layer["scope"]],
+    }
+
+
 def compare_layers(
     tflite: bytes,
     proto: onnx.ModelProto,
@@ -76,55 +111,23 @@ def compare_layers(
     precision's, ``fidelity.layer_tolerance``)."""
     tolerance = tuple(tolerance or fidelity.layer_tolerance(precision))
     tfl = TFLiteModel(tflite, xnnpack=False, preserve_all=True)
-    onnx_values = {o for n in proto.graph.node for o in n.output}
-    rows = map_tensors(tfl.op_outputs(), layers, onnx_values)
-    names = list(dict.fromkeys(r["onnx_output"] for r in rows))
-    sess = session(with_outputs(proto, names))
-    out_names = [o.name for o in sess.get_outputs()]
-    batch = tfl.inputs[0].shape[0]
-    accs = [_Acc() for _ in rows]
-    skipped: dict[int, str] = {}
-    n = len(inputs_nchw) - len(inputs_nchw) % batch
-    for i in tqdm(range(0, n, batch), desc="per-layer comparison", unit="batch", leave=False,
-                  disable=None if n > batch else True):
-        x = inputs_nchw[i:i + batch].astype(np.float32)
-        ref = dict(zip(out_names, sess.run(None, {input_name: x})))
-        got = tfl.read_tensors(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), [r["tflite"]["tensor"] for r in rows])
-        for j, row in enumerate(rows):
-            g = got[row["tflite"]["tensor"]]
-            r = align(np.asarray(ref[row["onnx_output"]]), list(g.shape))
-            if r is None:
-                skipped[j] = f"layout: ONNX {list(ref[row['onnx_output']].shape)} vs TFLite {list(g.shape)}"
-                continue
-            accs[j].add(r, g)
+    rows = map_tensors(tfl.op_outputs(), layers, {o for n in proto.graph.node for o in n.output})
+    sess = session(with_outputs(proto, list(dict.fromkeys(r["onnx_output"] for r in rows))))
+    accs, skipped, n = _accumulate(tfl, sess, rows, inputs_nchw, input_name)
     known = {layer["scope"]: i for i, layer in enumerate(layers)}
     table, first = [], None
     for j, (row, acc) in enumerate(zip(rows, accs)):
-        layer, rec = row["layer"], row["tflite"]
-        entry = {
-            "position": len(table), "scope": layer["scope"], "op_type": layer["op_type"],
-            "module": layer.get("module", ""), "onnx_node": layer.get("onnx_node", ""),
-            "onnx_output": row["onnx_output"], "tflite_tensor": rec["name"], "tflite_op": rec["op_name"],
-            "tflite_dtype": rec["dtype"],
-            # other nodes fused into this TFLite op (e.g. the Conv under a fused Relu) and their modules
-            "fused": [{"scope": sc, "module": layers[known[sc]].get("module", "")}
-                      for sc in scopes_in(rec["name"], known) if sc != layer["scope"]],
-        }
+        entry = _entry(row, len(table), layers, known)
         if j in skipped or not acc.cos:
             entry.update({"skipped": skipped.get(j, "no samples"), "diverged": False})
         else:
             entry.update(acc.result())
             entry["diverged"] = diverges(entry, tolerance)
-            if entry["diverged"] and first is None:
-                first = entry
+            first = first or (entry if entry["diverged"] else None)
         table.append(entry)
     if first is not None:
         log.info("first divergent layer: %s (%s, module %s)", first["scope"], first["op_type"], first["module"] or "-")
-    return {
-        "tolerance": {"kind": tolerance[0], "value": tolerance[1]},
-        "samples": int(n),
-        "compared": sum(1 for e in table if "skipped" not in e),
-        "unmapped_layers": len(layers) - len({e["scope"] for e in table}),
-        "first_divergence": first,
-        "layers": table,
-    }
+    return {"tolerance": {"kind": tolerance[0], "value": tolerance[1]}, "samples": int(n),
+            "compared": sum(1 for e in table if "skipped" not in e),
+            "unmapped_layers": len(layers) - len({e["scope"] for e in table}), "first_divergence": first,
+            "layers": table}

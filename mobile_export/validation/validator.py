@@ -214,6 +214,10 @@ class Validation:
             calib = calib.split(calib.count - usable)[0]
         return calib
 
+    def run_models(self, x: np.ndarray) -> Outputs:
+        """PyTorch, onnxruntime and TFLite over the inputs, once each."""
+        return run_runtimes(self.model, self.art, self.tfl, x, self.config.input_name)
+
     def fidelity(self, outs: Outputs, x: np.ndarray) -> dict[str, Any]:
         ort_vs_torch = metrics.compare(outs.onnxruntime, outs.torch)
         if ort_vs_torch["max_rel"] > F.REBUILT_REFERENCE_MAX_REL:
@@ -289,8 +293,7 @@ class Validation:
         """Every stage; ``data`` / ``outputs`` / ``per_layer``: already loaded, run or compared (export's gate)."""
         calib = data if data is not None else self._timed("load data", self.load_data)
         x = calib.inputs
-        outs = outputs if outputs is not None else self._timed(
-            "run models", run_runtimes, self.model, self.art, self.tfl, x, self.config.input_name)
+        outs = outputs if outputs is not None else self._timed("run models", self.run_models, x)
         fid = self.fidelity(outs, x)
         acc = None if calib.labels is None else accuracy(outs.torch, outs.tflite, calib.labels, self.opts.seed,
                                                          ort_out=outs.onnxruntime)

@@ -79,7 +79,7 @@ def _check_inputs(model: bytes, x: np.ndarray) -> tuple[np.ndarray, int]:
                                  "pass raw NHWC input tensors.")
     if x.dtype != dtype:
         raise InvalidOptionError(f"inputs are {x.dtype} but the model's input tensor is {dtype.name}; "
-                                 "quantize on the host (runtime.TFLiteModel.quantize_input) and pass raw tensors.")
+                                 "quantize on the host (runtimes.host.TFLiteModel.quantize_input) and pass raw tensors.")
     if len(x) == 0 or len(x) % shape[0]:
         raise InvalidOptionError(f"{len(x)} inputs is not a positive multiple of the model's batch size {shape[0]}.")
     return np.ascontiguousarray(x), shape[0]
@@ -152,7 +152,7 @@ def _parse_counts(path: Path, n_inv: int) -> tuple[list[int] | None, str]:
 
 
 def run_float(model: bytes, x_nhwc: np.ndarray, **kwargs) -> tuple[np.ndarray, QemuRun]:
-    """``runtime.TFLiteModel.run`` on emulated ARM: quantize float NHWC inputs with the model's input
+    """``runtimes.host.TFLiteModel.run`` on emulated ARM: quantize float NHWC inputs with the model's input
     parameters on the host, run them under qemu (``kwargs`` as for `run_tflite`), dequantize the
     outputs. Returns (float32 outputs, the QemuRun with raw outputs and instruction counts)."""
     from mobile_export.runtimes.host import TFLiteModel
