@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Store a trained checkpoint's floating tensors as float16 and re-measure it (issue 8).
 
-Shipped checkpoints live in git; ``tests/test_shipped_weights.py`` keeps them under a size budget.
+Shipped checkpoints live in git; ``tests/models/test_shipped_weights.py`` keeps them under a size budget.
 Halving a large model's file (MobileNetV3-large: 17 MB → 8.5 MB) keeps it shippable.
 ``models.weights.read_state_dict`` upcasts float16 tensors to float32 on load, so the exporter and
 PyTorch reference see float32 weights equal to the rounded ones. Because the rounding can move

@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 "split_seed": args.split_seed,
             },
             "holdout_top1": round(acc, 4),
-            # the quick check in tests/test_shipped_weights.py: every 10th file of the held-out list
+            # the quick check in tests/models/test_shipped_weights.py: every 10th file of the held-out list
             "holdout_top1_every10th": round(evaluate(model, x_hold[::10].contiguous(), y_hold[::10]), 4),
             "holdout_preprocessing": "mobile_export.calibration.preprocess_image (the zoo's path for input_size)",
             "recipe": {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "models" / "weights"
 SOURCE = WEIGHTS / "squeezenet1_1_cifar10.json"  # the cheapest shipped model to evaluate (32 px)
 

@@ -21,7 +21,7 @@ from mobile_export.calibration import (
 from mobile_export.errors import CalibrationError, UserError
 from mobile_export.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "calibration" / "data"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -405,7 +405,7 @@ def test_cifar10_holdout_images_are_from_the_held_out_split():
     """The shipped evaluation images must be ones the CIFAR-10 checkpoints never trained on."""
     from pathlib import Path
 
-    holdout = set((Path(__file__).resolve().parents[1] / "models" / "weights" / "cifar10_holdout.txt")
+    holdout = set((Path(__file__).resolve().parents[2] / "models" / "weights" / "cifar10_holdout.txt")
                   .read_text().split())
     with np.load(DATA / "cifar10_holdout.npz") as z:
         files = z["files"].tolist()

@@ -17,7 +17,7 @@ from PIL import Image
 from mobile_export.calibration import preprocess_image
 from mobile_export.models import configure, get_model, get_spec
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
 SIDECARS = sorted(p for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".pt").is_file()) if WEIGHTS_DIR.is_dir() else []
 HOLDOUT_LIST = WEIGHTS_DIR / "cifar10_holdout.txt"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -38,7 +38,7 @@ def _check_artifact(res, precision: Precision):
     assert rep["xnnpack"]["outside"] == [], rep["xnnpack"]
     assert rep["transpose_ops"] == 0, rep["ops"]
     # Float HARD_SWISH (the converter fuses x*relu6(x+3)/6 into it) runs in XNNPACK; int8 HARD_SWISH,
-    # RELU_0_TO_1 and SPLIT_V do not (tests/test_int8.py forbids HARD_SWISH there).
+    # RELU_0_TO_1 and SPLIT_V do not (tests/quantize/test_int8.py forbids HARD_SWISH there).
     assert "SPLIT_V" not in rep["ops"] and "RELU_0_TO_1" not in rep["ops"]
     assert res.passed
     m = json.loads((out / "manifest.json").read_text())
