@@ -109,19 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from mobile_export.models import count_macs, count_params, get_model, get_spec, list_models
+    from mobile_export.errors import UserError
+    from mobile_export.models import describe
 
-    names = list_models(args.family)
-    if not names:
-        from mobile_export.errors import UserError
-
+    models = describe(args.family)
+    if not models:
         raise UserError(f"no models in family '{args.family}'; run `mobile-export list` to see the families.")
     rows = [("name", "family", "input", "params", "MACs", "weights")]
-    for n in names:
-        spec = get_spec(n)
-        m = get_model(n)
-        rows.append((n, spec.family, str(spec.input_size), f"{count_params(m) / 1e6:.3f}M",
-                     f"{count_macs(m, spec.input_size) / 1e6:.1f}M", ",".join(spec.weights) or "-"))
+    rows += [(m["name"], m["family"], str(m["input_size"]), f"{m['params'] / 1e6:.3f}M", f"{m['macs'] / 1e6:.1f}M",
+              ",".join(m["weights"]) or "-") for m in models]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -22,6 +22,7 @@ from mobile_export.errors import InvalidOptionError
 from mobile_export.metrics import compare
 from mobile_export.models import ModelConfig, configure
 from mobile_export.options import ExportOptions, IOType, Precision, ValidateOptions
+from mobile_export.report import export_md
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,21 @@ def cifar10_accuracy(b: Build, tfl) -> dict:
                     data="cifar10 held-out (shipped, never trained on)")
 
 
+def measurements(b: Build, tfl, st: _Stages, offending: list[str], gate=None) -> tuple[dict, dict]:
+    """Latency on the host (and, for int8, the fp32 model's and the ratio), the int8 section, and
+    the accuracy on held-out CIFAR-10 images for the shipped CIFAR-10 weights."""
+    from mobile_export.runtimes.host import TFLiteModel
+
+    latency, extra = {"tflite_1_thread": tfl.latency_ms()}, {}
+    if b.int8 is not None:
+        latency["fp32_tflite_1_thread"] = TFLiteModel(b.int8.float_tflite).latency_ms()
+        latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
+        extra["int8"] = int8_section(b, st, offending, gate.per_layer() if gate else None)
+    if b.config.weights_spec is not None and b.config.weights_spec.name == "cifar10":
+        extra["accuracy"] = st.run("accuracy on held-out CIFAR-10", cifar10_accuracy, b, tfl)
+    return latency, extra
+
+
 def _prepare(name: str, options: ExportOptions | None, kwargs: dict) -> tuple[ExportOptions, ModelConfig, Any]:
     """Options, model configuration, output folder and gate file checked before any heavy work."""
     if options is not None and kwargs:
@@ -245,17 +261,8 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
     outs = gate.outputs(st) if gate else run_check(b, tfl, st, x)
     fid = fidelity_section(b, outs, x)
     partitions, ops, offending = graph_section(b)
-    latency = {"tflite_1_thread": tfl.latency_ms()}
-    extra = {}
-    if b.int8 is not None:
-        latency["fp32_tflite_1_thread"] = TFLiteModel(b.int8.float_tflite).latency_ms()
-        latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
-        extra["int8"] = int8_section(b, st, offending, gate.per_layer() if gate else None)
-    if config.weights_spec is not None and config.weights_spec.name == "cifar10":
-        extra["accuracy"] = st.run("accuracy on held-out CIFAR-10", cifar10_accuracy, b, tfl)
+    latency, extra = measurements(b, tfl, st, offending, gate)
     passed = bool(fid["passed"] and partitions["partitions"] == 1 and not partitions["outside"] and not offending)
-    from mobile_export.report import export_md
-
     rep = export_md.build(manifest=manifest, config=config, precision=b.precision, warnings=b.warnings,
                           stages=st.times, fidelity=fid, partitions=partitions, ops=ops, latency=latency,
                           calibration=manifest["calibration"], extra=extra)
@@ -272,8 +279,6 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
 def write_artifact(final_dir: Path, b: Build, manifest: dict, rep: dict, validation=None) -> None:
     """model.onnx, model.tflite, manifest.json, report.json/.md (and validation/ with a gate),
     written in a temporary folder renamed into place."""
-    from mobile_export.report import export_md
-
     with artifacts.atomic_dir(final_dir) as tmp:
         (tmp / "model.onnx").write_bytes(b.proto.SerializeToString())
         (tmp / "model.tflite").write_bytes(b.tflite)

@@ -79,6 +79,18 @@ def get_model(
     return build_model(cfg)
 
 
+def describe(family: str | None = None) -> list[dict]:
+    """One row per registered model (of ``family``): name, family, input size, parameters, MACs
+    at that input size, and the registered weights — what ``mobile-export list`` prints."""
+    rows = []
+    for name in list_models(family):
+        spec, model = get_spec(name), get_model(name)
+        rows.append({"name": name, "family": spec.family, "input_size": spec.input_size,
+                     "params": count_params(model), "macs": count_macs(model, spec.input_size),
+                     "weights": list(spec.weights)})
+    return rows
+
+
 def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
     import dataclasses
 
@@ -87,6 +99,6 @@ def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
 
 __all__ = [
     "DEFAULT_REGISTRY", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig", "ModelSpec", "PaperFigures",
-    "Registry", "WeightsSpec", "build_model", "estimate_bn_statistics", "configure", "count_macs", "count_params", "get_model",
+    "Registry", "WeightsSpec", "build_model", "configure", "describe", "estimate_bn_statistics", "count_macs", "count_params", "get_model",
     "get_spec", "list_models", "load_into", "read_state_dict", "register_model",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from mobile_export.convert.graph import attrs, copy_model, drop_unused_initializers
+from mobile_export.convert.graph import attrs, copy_model, drop_unused_initializers, producers_of
 from mobile_export.convert.graph import consumers_of as _consumers
 from mobile_export.convert.graph import initializers as _initializers
 
@@ -210,7 +210,7 @@ def push_relu_through_concat(graph: onnx.GraphProto, recipe: list[str]) -> None:
     outputs = {o.name for o in graph.output}
     while True:  # a moved ReLU may land on another concatenation (nested concats): repeat
         cons = _consumers(graph)
-        producers = {o: n for n in graph.node for o in n.output}
+        producers = producers_of(graph)
         movable = [
             (r, producers[r.input[0]]) for r in graph.node
             if r.op_type == "Relu" and r.input[0] in producers and producers[r.input[0]].op_type == "Concat"
