@@ -100,7 +100,7 @@ def fold_channel_shuffle(graph: onnx.GraphProto, recipe: list[str]) -> None:
             u.op_type != "Conv" or int(attrs(u).get("group", 1)) != 1 or u.input[0] != sh.output[0]
             or u.input[1] not in inits for u in users
         ):
-            recipe.append(f"{sh.name}: lowered as an interleave (RESHAPE+CONCATENATION), consumers are not plain convs")
+            recipe.append(f"{sh.name}: lowered as CONCATENATION → RESHAPE → TRANSPOSE → RESHAPE, consumers are not plain convs")
             continue
         g = int(attrs(sh)["groups"])
         for u in users:
