@@ -162,10 +162,14 @@ def graph_section(b: Build) -> tuple[dict, dict, list[str]]:
     """XNNPACK partitions, op counts, and what keeps an int8 model from being fully integer."""
     from mobile_export.runtimes.host import fully_integer_violations, op_histogram, xnnpack_partitions
 
+    from mobile_export.runtimes.xnnpack_limits import violations
+
     partitions = xnnpack_partitions(b.tflite)
+    partitions["limit_violations"] = [v.sentence() for v in violations(b.tflite)]
     if partitions["partitions"] != 1 or partitions["outside"]:
         b.warnings.append(f"XNNPACK splits the graph into {partitions['partitions']} partitions; "
                           f"outside: {', '.join(partitions['outside'][:5])}")
+    b.warnings += partitions["limit_violations"][:5]
     offending = fully_integer_violations(b.tflite) if b.int8 is not None else []
     if offending:
         b.warnings.append(f"not fully integer: {', '.join(offending[:5])}")

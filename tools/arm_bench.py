@@ -1,18 +1,25 @@
-"""Emulated-ARM figures for exported models: instructions per inference (fp32, fp16, int8) and whether the
-ARM outputs match the host's (int8: raw outputs bit-identical; fp32: max abs difference).
+"""The ARM benchmark: instructions per inference of exported models on an emulated core (qemu-aarch64,
+XNNPACK, 1 thread), fp32 / fp16 / int8, beside the peers' figures, and whether ARM outputs match the
+host's (int8: raw outputs bit-identical; float: max abs difference).
 
-    python tools/arm_bench.py --dist /tmp/armdist mobilenet_v3_small mobilenet_v2 shufflenet_v2_x1_0
-        [--cpu cortex-a76] [--samples 2] [--json out.json]
+    python tools/arm_bench.py NAME ... --golden --calibration DIR [--out DIST] [--cpu cortex-a76]
+        [--fp16] [--samples 2] [--json out.json] [--md out.md]
+    python tools/arm_bench.py NAME ... --dist DIST          # measure artifacts already exported
 
-Each NAME needs DIST/NAME/fp32/model.tflite and DIST/NAME/int8/model.tflite (from
-`mobile-export NAME --out DIST` and `mobile-export NAME --int8 --out DIST`); DIST/NAME/fp16 is
-counted too when it exists (`--fp16`). The same random NHWC float inputs feed every precision (int8:
-quantized on the host with the model's input scale).
+``--golden`` exports each model first (224×224, 1000 classes) with weights filled by
+``../shared/torchvision-golden/fill.py`` — the recipe the peer figures in ``tools/arm_peers.json``
+were measured with (provenance there), so the rows compare the converters, not the weights; int8
+calibrates on ``--calibration`` (the peers used 200 CIFAR-10 training images). Without it, NAME needs
+DIST/NAME/fp32/model.tflite and DIST/NAME/int8/model.tflite (fp16 is counted when present). The same
+random NHWC float inputs feed every precision (int8: quantized on the host with the model's scale).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +27,10 @@ import numpy as np
 
 from mobile_export.runtimes.arm import run_tflite
 from mobile_export.runtimes.host import TFLiteModel
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MOBILE_EXPORT_SHARED", REPO.parent / "shared"))
+PEERS = REPO / "tools" / "arm_peers.json"
 
 
 def host_raw(model: TFLiteModel, x_raw: np.ndarray) -> np.ndarray:
@@ -51,48 +62,104 @@ def measure(path: Path, x: np.ndarray, cpu: str) -> dict:
     return row
 
 
+def golden_weights(name: str, out: Path) -> Path:
+    """``name``'s state_dict filled by the torchvision-golden recipe, saved once under ``out``."""
+    import torch
+
+    from mobile_export.models import get_model
+
+    path = out / f"{name}_golden.pt"
+    if not path.is_file():
+        fill_py = SHARED / "torchvision-golden" / "fill.py"
+        if not fill_py.is_file():
+            raise SystemExit(f"arm_bench: {fill_py} not found; --golden needs ../shared (or $MOBILE_EXPORT_SHARED).")
+        spec = importlib.util.spec_from_file_location("tv_golden_fill", fill_py)
+        fill = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fill)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(fill.fill_state_dict(get_model(name).state_dict()), path)
+    return path
+
+
+def export_golden(name: str, out: Path, calibration: str | None, fp16: bool) -> dict:
+    """Export fp32 (fp16) and int8 with golden weights; returns the int8 report's key figures."""
+    from mobile_export import export
+
+    weights = str(golden_weights(name, out))
+    facts = {}
+    for prec in ("fp32", "fp16", "int8") if fp16 else ("fp32", "int8"):
+        kw = {"calibration": calibration, "num_calibration": 200} if prec == "int8" else {}
+        res = export(name, precision=prec, weights=weights, out_dir=out, **kw)
+        x = res.report["xnnpack"]
+        facts[prec] = {"partitions": x["partitions"], "outside": len(x["outside"]), "passed": res.passed,
+                       "ops": res.report["ops"]}
+        if prec == "int8":
+            chosen = res.report["int8"]["chosen"]
+            facts[prec].update(sqnr_db=chosen["sqnr_db"], top1_agreement=chosen["top1_agreement"])
+    return facts
+
+
+def _m(v) -> str:
+    return f"{v / 1e6:.2f}M" if v else "–"
+
+
+def table(rows: list[dict], peers: dict, cpu: str) -> str:
+    """Markdown: ours per precision, the peers' int8, ours / best peer, int8 / fp32."""
+    by = {(r["model"], r["precision"]): r for r in rows}
+    lines = [f"Emulated {cpu}, XNNPACK, 1 thread; instructions per inference (median). Peers: tools/arm_peers.json.",
+             "", "| model | ours fp32 | ours int8 | int8 / fp32 | onnx2tf int8 | litert-torch int8 | ours int8 / best peer "
+             "| int8 partitions | int8 SQNR vs fp32 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        f, q = (by.get((model, p), {}).get("instructions_median") for p in ("fp32", "int8"))
+        if not (f and q):
+            lines.append(f"| {model} | n/a | n/a | | | | | | |")
+            continue
+        p = peers.get("models", {}).get(model, {})
+        best = min((v for k, v in p.items() if k.endswith("_int8")), default=None)
+        facts = by.get((model, "int8"), {}).get("export", {})
+        sqnr = f"{facts['sqnr_db']:.1f} dB" if "sqnr_db" in facts else "–"
+        ratio = f"{q / best:.2f}" if best else "–"
+        lines.append(f"| {model} | {_m(f)} | {_m(q)} | {q / f:.2f} | {_m(p.get('onnx2tf_int8'))} | "
+                     f"{_m(p.get('litert_torch_int8'))} | {ratio} | {facts.get('partitions', '–')} | {sqnr} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+")
-    ap.add_argument("--dist", type=Path, default=Path("dist"))
+    ap.add_argument("--dist", type=Path, default=None, help="measure artifacts already exported here")
+    ap.add_argument("--golden", action="store_true", help="export with golden-filled weights first (into --out)")
+    ap.add_argument("--out", type=Path, default=Path("arm-bench"))
+    ap.add_argument("--calibration", help="int8 calibration images (with --golden)")
+    ap.add_argument("--fp16", action="store_true", help="also export and count fp16 (with --golden)")
     ap.add_argument("--cpu", default="cortex-a76")
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--md", type=Path)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    dist = args.out if args.golden else (args.dist or Path("dist"))
+    peers = json.loads(PEERS.read_text())
     rows = []
     for name in args.names:
-        per = {}
+        facts = export_golden(name, dist, args.calibration, args.fp16) if args.golden else {}
         for prec in ("fp32", "fp16", "int8"):
-            path = args.dist / name / prec / "model.tflite"
+            path = dist / name / prec / "model.tflite"
             if prec == "fp16" and not path.is_file():
                 continue
             h = TFLiteModel(path.read_bytes()).inputs[0].shape
             x = np.random.default_rng(args.seed).uniform(-2.0, 2.0, (args.samples, *h[1:])).astype(np.float32)
-            per[prec] = r = measure(path, x, args.cpu)
-            r.update(model=name, precision=prec)
+            r = measure(path, x, args.cpu)
+            r.update(model=name, precision=prec, export=facts.get(prec, {}))
             rows.append(r)
-            print(json.dumps(r), file=sys.stderr, flush=True)
-        f = per["fp32"].get("instructions_median")
-        for prec in ("fp16", "int8"):
-            q = per.get(prec, {}).get("instructions_median")
-            if prec in per:
-                per[prec]["over_fp32"] = round(q / f, 3) if f and q else None
-    print(f"emulated {args.cpu}, XNNPACK, 1 thread; instructions per inference (median of {args.samples})\n")
-    print("| model | precision | instructions/inference | / fp32 | ARM vs host |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        ins = f"{r['instructions_median'] / 1e6:.2f}M" if r.get("instructions_median") else "n/a"
-        ratio = f"{r['over_fp32']:.2f}" if r.get("over_fp32") else ""
-        if "differing_elements" in r:
-            same = ("bit-identical" if r["differing_elements"] == 0 else
-                    f"{r['differing_elements']}/{r['elements']} differ (max {r['max_abs_lsb']} LSB; "
-                    f"same top-1 {r['top1_same']})")
-        else:
-            same = f"max abs diff {r['max_abs_diff']:.1e} (outputs up to {r['max_abs_output']:.2g})"
-        print(f"| {r['model']} | {r['precision']} | {ins} | {ratio} | {same} |")
+            print(json.dumps({k: v for k, v in r.items() if k != "export"}), file=sys.stderr, flush=True)
+    md = table(rows, peers if args.cpu == peers.get("cpu") else {}, args.cpu)
+    print(md)
+    if args.md:
+        args.md.write_text(md)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps({"cpu": args.cpu, "rows": rows}, indent=2, default=str) + "\n")
     return 0
 
 

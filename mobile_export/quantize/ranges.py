@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from mobile_export.convert.graph import consumers_of
+from mobile_export.convert.graph import consumers_of, producers_of
+from mobile_export.runtimes.xnnpack_limits import ADD_SAFE_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,28 @@ def plan_ranges(lowered, calib_nhwc: np.ndarray, recipe: Recipe, seed: int = 0,
         los, his = zip(*(estimate_range(acts[m], recipe.method_for(m), recipe.percentile) for m in members))
         for m in members:
             ranges[m] = (min(los), max(his))
+    xnnpack_safe(lowered.model.graph, ranges)
     return ranges
+
+
+def xnnpack_safe(graph, ranges: dict[str, tuple[float, float]]) -> None:
+    """Widen the [0, 6] range of a ReLU6 fused into an ADD (``x + c`` → ReLU6: hard-swish's gate)
+    when the ADD's input x is so wide that input scale / output scale would pass XNNPACK's limit
+    (``runtimes.xnnpack_limits``): the op would leave the delegate. The clamp stays at 6; only the
+    int8 step of the gate grows."""
+    consumers, producers = consumers_of(graph), producers_of(graph)
+    inits = {i.name for i in graph.initializer}
+    for clip in graph.node:
+        add = producers.get(clip.input[0]) if clip.op_type == "Clip" else None
+        if add is None or add.op_type != "Add" or len(consumers[add.output[0]]) != 1:
+            continue
+        wide = [ranges[i] for i in add.input if i not in inits and i in ranges]
+        if not wide:
+            continue
+        lo, hi = ranges.get(clip.output[0], (0.0, 6.0))
+        need = max(h - l for l, h in wide) / ADD_SAFE_RATIO
+        if hi - lo < need:
+            ranges[clip.output[0]] = (lo, lo + need)
 
 
 def names_to_collect(graph) -> list[str]:

@@ -191,7 +191,7 @@ def try_equalization(s: Search) -> None:
 
     eq_proto, s.equalized = s.run_stage("cross-layer equalization", equalize, s.proto, s.float_graph, s.cal_nhwc)
     if s.equalized:
-        eq_graph = LoweredGraph(eq_proto)
+        eq_graph = LoweredGraph(eq_proto, int8_forms=True)
         names = Q.names_to_collect(s.float_graph.model.graph)
         eq_acts = s.run_stage("collect activations (equalized)", Q.collect_activations, eq_graph, s.cal_nhwc, names,
                               s.options.seed)
@@ -224,7 +224,7 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
                       options.num_calibration, options.seed)
     cal_part, hold = split_holdout(calib)
     cal_nhwc = np.ascontiguousarray(cal_part.inputs.transpose(0, 2, 3, 1))
-    float_graph = LoweredGraph(proto)
+    float_graph = LoweredGraph(proto, int8_forms=True)
     float_tflite = run_stage("convert float reference", convert, float_graph,
                              (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
                              precision=Precision.FP32)

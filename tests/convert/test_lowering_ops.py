@@ -147,7 +147,7 @@ def test_conv(build, shape, opset):
 def test_conv_grouped_lowering_without_passes(monkeypatch, group, w_shape, bias):
     """The Conv lowering's own grouped branch (SPLIT → CONV_2D per group → CONCATENATION), which
     LoweredGraph normally never reaches because ``split_grouped_convs`` rewrites grouped convs."""
-    monkeypatch.setattr(lowered, "run_passes", lambda p: (copy_model(p), []))
+    monkeypatch.setattr(lowered, "run_passes", lambda p, int8_forms=False: (copy_model(p), []))
     g = G((1, 2 * group, 6, 7))
     ins = ["x", g.w(*w_shape)] + ([g.w(w_shape[0])] if bias else [])
     proto = g.model(g.op("Conv", *ins, group=group, pads=[1, 1, 1, 1], strides=[1, 2]))

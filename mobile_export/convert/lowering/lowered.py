@@ -33,8 +33,10 @@ class LoweringContext:
     shapes: dict[str, list[int]]
     producers: dict[str, onnx.NodeProto]
     fake_quant: bool = False
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # planned int8 ranges by tensor
     env: dict[str, Value] = field(default_factory=dict)
     fixed_ranges: list[FixedRange] = field(default_factory=list)
+    pinned: set[str] = field(default_factory=set)  # tensors whose range a lowering already pinned
 
     def value(self, name: str) -> Value:
         return self.env[name]
@@ -59,6 +61,7 @@ class LoweringContext:
         """Pin an int8 range on ``t`` (a fake-quant node the TF converter reads): the exact bound
         of a clamping activation, or a range planned from calibration data."""
         self.fixed_ranges.append(FixedRange(name, lo, hi, calibrated))
+        self.pinned.add(name)
         if not self.fake_quant:
             return t
         return tf.quantization.fake_quant_with_min_max_args(t, min=lo, max=hi, num_bits=8)
@@ -83,8 +86,10 @@ def module_path(node_name: str) -> str:
 
 class LoweredGraph:
     def __init__(self, proto: onnx.ModelProto, *, fake_quant: bool = False,
-                 ranges: dict[str, tuple[float, float]] | None = None):
-        self.model, self.recipe = run_passes(proto)
+                 ranges: dict[str, tuple[float, float]] | None = None, int8_forms: bool | None = None):
+        """``int8_forms`` (default: ``fake_quant``) lowers the graph in the forms int8 runs best in
+        (see ``passes.run_passes``); the float graph an int8 model's ranges are planned on needs it too."""
+        self.model, self.recipe = run_passes(proto, int8_forms=fake_quant if int8_forms is None else int8_forms)
         self.ranges = dict(ranges or {})
         g = self.model.graph
         check_supported(g.node)
@@ -116,7 +121,7 @@ class LoweredGraph:
     def __call__(self, x, extra_outputs: list[str] | None = None) -> dict[str, tf.Tensor]:
         """Lower the graph on NHWC input ``x``. ``extra_outputs`` names ONNX tensors to return too
         (as stored, NHWC for 4-D), e.g. to collect calibration statistics."""
-        ctx = LoweringContext(self.consts, self.shapes, self.producers, fake_quant=self.fake_quant)
+        ctx = LoweringContext(self.consts, self.shapes, self.producers, fake_quant=self.fake_quant, ranges=self.ranges)
         ctx.env[self.input_names[0]] = Value(x, nhwc=True)
         for i, node in enumerate(self.model.graph.node):
             # One name scope per ONNX node: TFLite tensor names keep it (fused ops join names with
@@ -124,7 +129,7 @@ class LoweredGraph:
             with tf.name_scope(self.scopes[i]):
                 outs = lowering_for(node)(ctx, node)
             for name, v in zip(node.output, outs):
-                if self.fake_quant and name in self.ranges:
+                if self.fake_quant and name in self.ranges and name not in ctx.pinned:
                     lo, hi = self.ranges[name]
                     with tf.name_scope(self.scopes[i]):
                         v = Value(ctx.fixed_range(v.t, lo, hi, name, calibrated=True), v.nhwc, v.nonneg)

@@ -16,7 +16,10 @@ SIXTH = np.float32(1.0 / 6.0)
 
 
 def relu6(ctx, t, name: str):
-    return ctx.fixed_range(tf.nn.relu6(t), 0.0, 6.0, name)
+    """ReLU6 with its exact int8 range [0, 6], or the wider [0, hi] range planning chose for it
+    (``quantize.ranges.xnnpack_safe``) when XNNPACK's scale limits need it; the clamp stays at 6."""
+    lo, hi = ctx.ranges.get(name, (0.0, 6.0))
+    return ctx.fixed_range(tf.nn.relu6(t), lo, hi, name, calibrated=(lo, hi) != (0.0, 6.0))
 
 
 @lowers("Relu")

@@ -18,6 +18,7 @@ from mobile_export.convert.graph import attrs, copy_model, drop_unused_initializ
 from mobile_export.convert.graph import consumers_of as _consumers
 from mobile_export.convert.graph import initializers as _initializers
 
+from .hard_activations import defer_hard_activations
 from .registry import as_int_list
 
 DOMAIN = "mobile_export"
@@ -233,7 +234,9 @@ def push_relu_through_concat(graph: onnx.GraphProto, recipe: list[str]) -> None:
         recipe.append(f"{relu.name}: ReLU moved before concatenation {cat.name} (fuses into its producers)")
 
 
-def run_passes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def run_passes(proto: onnx.ModelProto, int8_forms: bool = False) -> tuple[onnx.ModelProto, list[str]]:
+    """Every rewrite in order on a copy of ``proto``; ``int8_forms`` adds the int8 forms of the hard
+    activations (``hard_activations``: fewer elementwise ops; float keeps XNNPACK's fused HARD_SWISH)."""
     model = copy_model(proto)
     recipe: list[str] = []
     constants_to_initializers(model.graph)
@@ -242,4 +245,7 @@ def run_passes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     push_relu_through_concat(model.graph, recipe)
     fuse_channel_shuffle(model.graph, recipe)
     fold_channel_shuffle(model.graph, recipe)
+    if int8_forms:
+        defer_hard_activations(model.graph, recipe)
+        drop_unused_initializers(model.graph)
     return model, recipe
