@@ -10,7 +10,7 @@ from mobile_export.quantize import ranges as Q
 from mobile_export.fidelity import Int8Bar
 from mobile_export.pipeline import export
 from mobile_export.cli import main
-from mobile_export.models import list_models
+from mobile_export.models import get_spec, list_models
 from mobile_export.runtimes.host import fully_integer_violations, make_interpreter
 
 SIZE = 64  # int8 properties do not depend on resolution; small inputs keep the suite fast
@@ -293,3 +293,34 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     assert len(layers) > 50 and min(e["sqnr_db"] for e in layers) > 5, min(e["sqnr_db"] for e in layers)
     names = {i.name for i in saved.graph.initializer}
     assert {n.input[1] for n in saved.graph.node if n.op_type == "Conv"} <= names
+
+
+def _golden_weights(name: str, golden_fill, folder) -> str:
+    import torch
+
+    from mobile_export.models import get_model
+
+    path = folder / f"{name}_golden.pt"
+    torch.save(golden_fill.fill_state_dict(get_model(name).state_dict()), path)
+    return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_int8_with_golden_weights_is_one_partition_within_xnnpack_limits(name, tmp_path, golden_fill):
+    """The ARM benchmark's weights (the torchvision-golden fill: large, heavy-tailed activations that
+    once pushed MobileNetV3-large's hard-swish ADDs past XNNPACK's scale limit, 23 partitions): every
+    model stays fully integer in one partition, and no op is past a limit."""
+    res = _int8(name, tmp_path, weights=_golden_weights(name, golden_fill, tmp_path))
+    x = res.report["xnnpack"]
+    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
+    assert res.report["int8"]["fully_integer"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in list_models() if "cifar10" in get_spec(n).weights])
+def test_int8_with_the_shipped_cifar10_checkpoint_is_one_partition(name, tmp_path):
+    res = _int8(name, tmp_path, weights="cifar10", input_size=None)
+    x = res.report["xnnpack"]
+    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
+    assert res.report["int8"]["fully_integer"] is True
