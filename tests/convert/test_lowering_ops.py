@@ -6,68 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import tensorflow as tf
-from onnx import TensorProto, helper, numpy_helper
 
 from mobile_export.convert.graph import copy_model
 from mobile_export.convert.lowering import LOWERINGS, LoweredGraph, lowered, xnn
 from mobile_export.errors import UnsupportedOpError
 
+import onnx_builder
+from onnx_builder import run_ort
+
 INT64_MAX = 2**63 - 1
 TESTED: set[str] = set()  # op types some test below lowers; must equal set(LOWERINGS)
 
 
-class G:
-    """A tiny ONNX graph under construction: input ``x`` of ``shape`` (NCHW), nodes, initializers."""
-
-    def __init__(self, shape=(1, 4, 6, 7), opset: int = 17, seed: int = 0):
-        self.shape, self.opset = tuple(shape), opset
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-
-    def const(self, value, dtype=np.float32) -> str:
-        name = f"c{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
-        return name
-
-    def w(self, *shape, lo: float | None = None) -> str:
-        """A random float constant; ``lo`` > 0 keeps |values| in [lo, lo + 1] (safe divisors)."""
-        if lo is None:
-            return self.const(self.rng.standard_normal(shape) * 0.5)
-        mag = self.rng.uniform(lo, lo + 1, shape)
-        return self.const(mag * self.rng.choice([-1.0, 1.0], shape))
-
-    def ints(self, *values) -> str:
-        return self.const(list(values), np.int64)
-
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, domain: str | None = None, **attrs):
-        i = len(self.nodes)
-        names = [f"{op_type.lower()}{i}_{k}" for k in range(outputs)]
-        kw = {"domain": domain} if domain else {}
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=f"/m/{op_type}_{i}", **kw, **attrs))
-        return names[0] if outputs == 1 else names
-
-    def model(self, outputs) -> onnx.ModelProto:
-        outputs = [outputs] if isinstance(outputs, str) else list(outputs)
-        graph = helper.make_graph(
-            self.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(self.shape))],
-            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], self.inits)
-        opsets = [helper.make_opsetid("", self.opset), helper.make_opsetid("mobile_export", 1)]
-        return helper.make_model(graph, opset_imports=opsets)
-
-    def sample(self, scale: float = 2.0) -> np.ndarray:
-        return (self.rng.standard_normal(self.shape) * scale).astype(np.float32)
-
-
-def run_ort(proto: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {"x": x})))
-
-
+G = onnx_builder.G
 def run_lowered(proto: onnx.ModelProto, x: np.ndarray, **kw) -> dict[str, np.ndarray]:
     out = LoweredGraph(proto, **kw)(tf.constant(x.transpose(0, 2, 3, 1)))
     return {k: v.numpy() for k, v in out.items()}
@@ -292,7 +245,6 @@ def test_clip_relu6_fake_quant_pins_range():
 
 def _binary_cases(op: str):
     lo = 0.5 if op == "Div" else None  # divisors kept away from 0
-    shape = (1, 4, 6, 7)
     return cases(
         op,
         ("two-activations", lambda g: g.op(op, "x", g.op("Sigmoid", "x"))),

@@ -6,60 +6,23 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import tensorflow as tf
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from mobile_export.convert import graph as gu  # the shared ONNX graph utilities
 from mobile_export.convert.lowering import LoweredGraph
 from mobile_export.convert.lowering import passes
 
+import onnx_builder
+from onnx_builder import run_ort
+
 INT64_MAX = 2**63 - 1
 
 
-class G:
-    """A tiny ONNX graph under construction: input ``x`` of ``shape`` (NCHW), nodes, initializers."""
-
+class G(onnx_builder.G):
     def __init__(self, shape=(1, 6, 5, 7), seed: int = 0):
-        self.shape = tuple(shape)
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-
-    def const(self, value, dtype=np.float32, name: str | None = None) -> str:
-        name = name or f"c{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
-        return name
-
-    def w(self, *shape, name: str | None = None) -> str:
-        return self.const(self.rng.standard_normal(shape) * 0.5, name=name)
-
-    def ints(self, *values) -> str:
-        return self.const(list(values), np.int64)
-
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, domain: str | None = None, **attrs):
-        i = len(self.nodes)
-        names = [f"{op_type.lower()}{i}_{k}" for k in range(outputs)]
-        kw = {"domain": domain} if domain else {}
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=f"/m/{op_type}_{i}", **kw, **attrs))
-        return names[0] if outputs == 1 else names
-
-    def model(self, *outputs: str) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            self.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(self.shape))],
-            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], self.inits)
-        opsets = [helper.make_opsetid("", 17), helper.make_opsetid(passes.DOMAIN, 1)]
-        return helper.make_model(graph, opset_imports=opsets)
-
-    def sample(self) -> np.ndarray:
-        return (self.rng.standard_normal(self.shape) * 2).astype(np.float32)
-
-
-def run_ort(proto: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {"x": x})))
+        super().__init__(shape, seed=seed)
 
 
 def run_lowered(proto: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
