@@ -306,10 +306,10 @@ class Gate:
 
         art = Artifact(final_dir / "model.tflite", b.tflite, manifest, b.proto)
         self.v = Validation(art, b.config, b.model, ValidateOptions(weights=b.options.weights, write=False),
-                            gate_file)
-        self.v._tfl, self.b = tfl, b
-        self.data = self.v._timed("load data", self.v.load_data)
-        self._outs = None
+                            gate_file, tfl=tfl)
+        self.b = b
+        self.data = self.v.load_data()
+        self._outs, self._per_layer = None, None
 
     def inputs(self) -> np.ndarray:
         return self.data.inputs
@@ -324,7 +324,7 @@ class Gate:
         return self._per_layer
 
     def finish(self):
-        return self.v.run(self.data, self._outs, per_layer=getattr(self, "_per_layer", None))
+        return self.v.run(self.data, self._outs, per_layer=self._per_layer)
 
 
 __all__ = ["ExportOptions", "ExportResult", "IOType", "Precision", "export"]

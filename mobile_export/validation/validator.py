@@ -160,7 +160,8 @@ class Validation:
     """One validation of a loaded artifact against a built reference; ``run()`` goes through the
     stages and returns the report. Export's gate builds one with the reference it already has."""
 
-    def __init__(self, art: Artifact, config, model, options: ValidateOptions, gate_file=None):
+    def __init__(self, art: Artifact, config, model, options: ValidateOptions, gate_file=None, tfl=None):
+        """``tfl``: the artifact already loaded in the host runtime (export's gate), else loaded on use."""
         self.art, self.config, self.model, self.opts = art, config, model, options
         self.t_start = time.perf_counter()
         self.stages: dict[str, float] = {}
@@ -176,7 +177,7 @@ class Validation:
                                 else settings.get("latency_runs", 30))
         if self.num < 1:
             raise UserError(f"--num must be a positive integer, got {self.num}.")
-        self._tfl = None
+        self._tfl = tfl
 
     @property
     def precision(self) -> Precision:

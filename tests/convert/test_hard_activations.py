@@ -83,3 +83,13 @@ def test_nothing_to_do_leaves_the_graph_alone():
     proto = g.model(g.op("Relu", g.op("Conv", "x", g.w(3, 6, 1, 1))))
     model, recipe = rewrite(proto, defer_hard_activations)
     assert model == proto and recipe == []
+
+
+def test_a_scaled_tensor_two_ops_need_restored_is_restored_once():
+    g = G()
+    h = g.op("HardSwish", g.op("Conv", "x", g.w(6, 6, 1, 1), g.w(6)))
+    p = g.op("GlobalAveragePool", h)  # carries the 1/6 on
+    proto = g.model(g.op("Sigmoid", p), g.op("Tanh", p))
+    model, _ = check(proto)
+    outs = [o for n in model.graph.node for o in n.output]
+    assert len(outs) == len(set(outs)) and sum(o.endswith("__true") for o in outs) == 1

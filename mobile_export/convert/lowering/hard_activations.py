@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from mobile_export.convert.graph import attrs, consumers_of, initializers
+from mobile_export.convert.graph import attrs, initializers
 
 PASS_THROUGH = {"GlobalAveragePool", "AveragePool", "MaxPool", "Relu", "Flatten", "Reshape", "Squeeze",
                 "Unsqueeze", "Identity", "Dropout", "Transpose", "ReduceMean"}
@@ -33,13 +33,13 @@ class _Rewrite:
     def __init__(self, graph: onnx.GraphProto, recipe: list[str]) -> None:
         self.graph, self.recipe = graph, recipe
         self.inits = initializers(graph)
-        self.consumers = consumers_of(graph)
         self.factor: dict[str, float] = {}   # stored tensor name → f: true value = f · stored
         self.stored: dict[str, str] = {}     # original tensor name → the name holding f⁻¹ · value
         self.nodes: list[onnx.NodeProto] = []
         self.counter = 0
         self.swish_of: dict[str, str] = {}   # stored hard-swish output → its node's name
         self.restored_swish: set[str] = set()  # hard-swish nodes whose own output had to be restored
+        self.true: dict[str, str] = {}       # stored name → the tensor restoring its true value
 
     def const(self, value, hint: str) -> str:
         self.counter += 1
@@ -67,7 +67,9 @@ class _Rewrite:
             return name
         if name in self.swish_of:
             self.restored_swish.add(self.swish_of[name])
-        return self.emit("Mul", [name, self.const(f, name)], f"{name}__true", f"{name}/restore")
+        if name not in self.true:  # one MUL however many consumers need it
+            self.true[name] = self.emit("Mul", [name, self.const(f, name)], f"{name}__true", f"{name}/restore")
+        return self.true[name]
 
     def relu6(self, x: str, out: str, node_name: str) -> str:
         lo, hi = self.const(0.0, out + "_min"), self.const(6.0, out + "_max")
