@@ -20,6 +20,7 @@ from mobile_export.convert.graph import initializers as _initializers
 
 from .hard_activations import defer_hard_activations
 from .registry import as_int_list
+from .shuffle_routing import route_shuffle_split
 
 DOMAIN = "mobile_export"
 
@@ -245,6 +246,8 @@ def run_passes(proto: onnx.ModelProto, int8_forms: bool = False) -> tuple[onnx.M
     push_relu_through_concat(model.graph, recipe)
     fuse_channel_shuffle(model.graph, recipe)
     fold_channel_shuffle(model.graph, recipe)
+    route_shuffle_split(model.graph, recipe)
+    drop_unused_initializers(model.graph)
     if int8_forms:
         defer_hard_activations(model.graph, recipe)
         drop_unused_initializers(model.graph)
