@@ -12,6 +12,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 
+DOMAIN = "mobile_export"  # the ONNX domain of our own nodes (ChannelShuffle)
+
+
+def channel_counts(graph: onnx.GraphProto) -> dict[str, int]:
+    """Tensor → its axis-1 size, for the 4-D tensors whose shape the graph records."""
+    out = {}
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            out[vi.name] = dims[1].dim_value
+    return out
+
+
 def consumers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     """Tensor name → the nodes reading it, in graph order (a missing name reads as no consumer)."""
     out: dict[str, list[onnx.NodeProto]] = defaultdict(list)

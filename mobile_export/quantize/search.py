@@ -110,8 +110,9 @@ class Search:
     config: object
     options: ExportOptions
     run_stage: Callable
-    calib: object
-    cal_part: object
+    cal_part: object                # CalibrationSet the ranges are fit on (NCHW, for bias correction)
+    cal_nhwc: np.ndarray            # the same images NHWC
+    eval_nhwc: np.ndarray           # every calibration image (fit and held back), NHWC: what candidates are judged on
     float_graph: LoweredGraph
     float_tflite: bytes
     reference: np.ndarray           # fp32 TFLite logits on every calibration image
@@ -120,10 +121,6 @@ class Search:
     attempts: list[dict] = field(default_factory=list)
     best: Candidate | None = None
     equalized: list[dict] = field(default_factory=list)
-
-    @property
-    def cal_nhwc(self) -> np.ndarray:
-        return np.ascontiguousarray(self.cal_part.inputs.transpose(0, 2, 3, 1))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -148,8 +145,7 @@ class Search:
         tflite = self.run_stage(f"convert int8 ({label})", convert, lowered, self.shape,
                                 input_name=self.config.input_name, precision=Precision.INT8,
                                 representative=self.representative, io_type=self.options.io_type)
-        eval_nhwc = np.ascontiguousarray(self.calib.inputs.transpose(0, 2, 3, 1))
-        m = compare(TFLiteModel(tflite).run(eval_nhwc), self.reference)
+        m = compare(TFLiteModel(tflite).run(self.eval_nhwc), self.reference)
         a = {"method": method.value, "equalized": eq, "bias_corrected": bias_corrected, **{k: m[k] for k in FIGURES}}
         a["meets_bar"] = INT8_BAR.met(m)
         if bias_shift is not None:
@@ -228,10 +224,11 @@ def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
     float_tflite = run_stage("convert float reference", convert, float_graph,
                              (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
                              precision=Precision.FP32)
-    ref = TFLiteModel(float_tflite).run(np.ascontiguousarray(calib.inputs.transpose(0, 2, 3, 1)))
+    eval_nhwc = np.ascontiguousarray(calib.inputs.transpose(0, 2, 3, 1))
+    ref = TFLiteModel(float_tflite).run(eval_nhwc)
     names = Q.names_to_collect(float_graph.model.graph)
     acts = run_stage("collect activations", Q.collect_activations, float_graph, cal_nhwc, names, options.seed)
-    s = Search(proto, config, options, run_stage, calib, cal_part, float_graph, float_tflite, ref,
+    s = Search(proto, config, options, run_stage, cal_part, cal_nhwc, eval_nhwc, float_graph, float_tflite, ref,
                Q.recipe_for(config.spec.family), acts)
     for i, step in enumerate(STEPS):
         if i == 0 or (options.search and not s.done):

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from mobile_export.convert.graph import attrs, copy_model, drop_unused_initializers, producers_of
+from mobile_export.convert.graph import DOMAIN, attrs, channel_counts, copy_model, drop_unused_initializers, producers_of
 from mobile_export.convert.graph import consumers_of as _consumers
 from mobile_export.convert.graph import initializers as _initializers
 
@@ -22,7 +22,6 @@ from .hard_activations import defer_hard_activations
 from .registry import as_int_list
 from .shuffle_routing import route_shuffle_split
 
-DOMAIN = "mobile_export"
 
 
 
@@ -138,7 +137,7 @@ def slices_to_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
         steps = as_int_list(numpy_helper.to_array(inits[n.input[4]])) if len(n.input) > 4 and n.input[4] else [1]
         if len(starts) == 1 and axes[0] in (1, -3) and steps == [1]:
             groups[n.input[0]].append((starts[0], ends[0], n))
-    channels = _channel_counts(graph)
+    channels = channel_counts(graph)
     for src, parts in groups.items():
         parts.sort(key=lambda p: p[0])
         sizes = [e - s for s, e, _ in parts]
@@ -155,16 +154,6 @@ def slices_to_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
             graph.node.remove(n)
         graph.node.insert(idx, split)
         recipe.append(f"{split.name}: {len(parts)} channel slices of {src} merged into one SPLIT")
-
-
-def _channel_counts(graph: onnx.GraphProto) -> dict[str, int]:
-    """Tensor → its axis-1 size, for the 4-D tensors whose shape the graph records."""
-    out = {}
-    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            out[vi.name] = dims[1].dim_value
-    return out
 
 
 def split_grouped_convs(graph: onnx.GraphProto, recipe: list[str]) -> None:

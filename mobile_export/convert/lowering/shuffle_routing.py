@@ -16,19 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from mobile_export.convert.graph import attrs, consumers_of, initializers, producers_of
-
-DOMAIN = "mobile_export"
-
-
-def _channels(graph: onnx.GraphProto) -> dict[str, int]:
-    out = {}
-    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            out[vi.name] = dims[1].dim_value
-    return out
-
+from mobile_export.convert.graph import DOMAIN, attrs, channel_counts, consumers_of, initializers, producers_of
 
 def _match(sh, graph, cons, prods, inits, channels, outputs):
     """(concat, split, n) when ``sh`` is a 2-group shuffle between a two-input channel Concat (read
@@ -83,7 +71,7 @@ def _unit(sh, cat, split, n: int, graph, inits) -> list[onnx.NodeProto]:
 def route_shuffle_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
     """Rewrite every matching concat → shuffle → split (module doc), in place."""
     inits, outputs = initializers(graph), {o.name for o in graph.output}
-    cons, prods, channels = consumers_of(graph), producers_of(graph), _channels(graph)
+    cons, prods, channels = consumers_of(graph), producers_of(graph), channel_counts(graph)
     replace: dict[int, list[onnx.NodeProto]] = {}
     drop: set[int] = set()
     for sh in list(graph.node):
