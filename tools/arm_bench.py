@@ -72,7 +72,9 @@ def golden_weights(name: str, out: Path) -> Path:
     if not path.is_file():
         fill_py = SHARED / "torchvision-golden" / "fill.py"
         if not fill_py.is_file():
-            raise SystemExit(f"arm_bench: {fill_py} not found; --golden needs ../shared (or $MOBILE_EXPORT_SHARED).")
+            print(f"arm_bench: error: {fill_py} not found; --golden needs ../shared (or $MOBILE_EXPORT_SHARED).",
+                  file=sys.stderr)
+            raise SystemExit(2)
         spec = importlib.util.spec_from_file_location("tv_golden_fill", fill_py)
         fill = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fill)
@@ -148,6 +150,10 @@ def main(argv=None) -> int:
             path = dist / name / prec / "model.tflite"
             if prec == "fp16" and not path.is_file():
                 continue
+            if not path.is_file():
+                print(f"arm_bench: error: {path} does not exist; export {name} there first or pass --golden.",
+                      file=sys.stderr)
+                return 2
             h = TFLiteModel(path.read_bytes()).inputs[0].shape
             x = np.random.default_rng(args.seed).uniform(-2.0, 2.0, (args.samples, *h[1:])).astype(np.float32)
             r = measure(path, x, args.cpu)

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     from mobile_export.calibration import load_calibration
     from mobile_export.models import configure
 
+    if not args.onnx.is_file():
+        print(f"arm_profile: error: {args.onnx} does not exist; pass the model.onnx of an exported artifact.",
+              file=sys.stderr)
+        return 2
     proto = onnx.load(str(args.onnx))
     size = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][2]
     classes = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][-1]
