@@ -15,7 +15,7 @@ from __future__ import annotations
 from .dataset import CalibrationSet, inputs_sha256
 from .default_set import default_counts, default_warning, load_cifar10_holdout, load_default_labelled
 from .preprocess import normalize_array, preprocess_image, resize_size
-from .sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, load_calibration
+from .sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, check_source, load_calibration
 
 __all__ = [
     "ARRAY_EXTENSIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "default_counts",
     "default_warning",
     "inputs_sha256",
+    "check_source",
     "load_calibration",
     "load_cifar10_holdout",
     "load_default_labelled",

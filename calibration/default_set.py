@@ -96,10 +96,10 @@ def load_default(config: Any, num: int = 256, seed: int = 0) -> CalibrationSet:
         msg = f"asked for {num} calibration samples but the embedded default set holds only {total}; using all {total}."
         log.warning(msg)
         warnings.append(msg)
-    note = default_warning(len(chosen))
-    log.info(note)  # recorded in warnings; not logged as a warning (fp32 fidelity checks use this set too)
-    warnings.append(note)
-    log.info("calibration: %d of %d embedded default images (seed %d)", len(chosen), total, seed)
+    # recorded for a caller that calibrates on it, never logged here: fidelity checks and the BN
+    # statistics of an untrained reference read this set too (with --calibration DIR as well)
+    warnings.append(default_warning(len(chosen)))
+    log.debug("embedded default images: %d of %d (seed %d)", len(chosen), total, seed)
     inputs = _preprocess(chosen, config, "default calibration")
     names = [f"photo:{photo_names[i]}" for i in p_idx] + [f"cifar10:{int(i)}" for i in c_idx]
     return CalibrationSet.build(inputs, source=DEFAULT_SOURCE, kind="default", seed=seed, warnings=warnings,

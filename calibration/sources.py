@@ -94,7 +94,7 @@ def read_image(path: Path, config: Any) -> np.ndarray:
         ) from None
 
 
-def _from_directory(root: Path, config: Any, num: int, seed: int, source: str) -> CalibrationSet:
+def _from_directory(root: Path, config: Any, num: int, seed: int, source: str, flag: str) -> CalibrationSet:
     classes = find_classes(root)
     warnings: list[str] = []
     labels_all: np.ndarray | None = None
@@ -115,8 +115,8 @@ def _from_directory(root: Path, config: Any, num: int, seed: int, source: str) -
         files = find_images(root)
         if not files:
             raise CalibrationError(
-                f"calibration directory {source} contains no images "
-                f"({' '.join(IMAGE_EXTENSIONS)}); add images or point --calibration elsewhere."
+                f"{flag} directory {source} contains no images "
+                f"({' '.join(IMAGE_EXTENSIONS)}); add images or point {flag} elsewhere."
             )
     warnings += fewer_warning(num, len(files), f"{source}")
     idx = sample_indices(len(files), num, seed)
@@ -134,12 +134,15 @@ def load_calibration(
     config: Any,
     num: int = 256,
     seed: int = 0,
+    *,
+    flag: str = "--calibration",
 ) -> CalibrationSet:
     """Load up to ``num`` calibration inputs from ``source``, preprocessed for ``config``.
 
     ``source`` is None (the embedded default set), a directory of images, an ImageFolder tree, or a
     ``.npy`` / ``.npz`` file (see the module docstring). Raises CalibrationError (exit code 2) with
-    one sentence naming what to fix when the source is missing, empty, unreadable or mis-shaped.
+    one sentence naming what to fix when the source is missing, empty, unreadable or mis-shaped;
+    ``flag`` is the option the user gave it with (``--data`` for validate).
     """
     num = check_num(num)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -150,15 +153,22 @@ def load_calibration(
 
         return load_default(config, num=num, seed=seed)
     label = os.fspath(source)
+    path = check_source(label, flag)
+    if path.is_dir():
+        return _from_directory(path, config, num, seed, label, flag)
+    return load_array_file(path, config, num=num, seed=seed, source=label)
+
+
+def check_source(source: str | os.PathLike, flag: str = "--calibration") -> Path:
+    """``source`` as a path that exists and is a directory or a .npy/.npz file (the cheap check run
+    before any conversion); CalibrationError naming ``flag`` otherwise."""
+    label = os.fspath(source)
     path = Path(label).expanduser()
     if not path.exists():
-        raise CalibrationError(
-            f"calibration source {label} does not exist; pass an existing image directory or .npy/.npz file."
-        )
-    if path.is_dir():
-        return _from_directory(path, config, num, seed, label)
-    if path.is_file() and path.suffix.lower() in ARRAY_EXTENSIONS:
-        return load_array_file(path, config, num=num, seed=seed, source=label)
-    raise CalibrationError(
-        f"calibration source {label} is neither a directory of images nor a .npy/.npz file; pass one of those."
-    )
+        raise CalibrationError(f"{flag} {label} does not exist; pass an existing image directory or .npy/.npz file.")
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() in ARRAY_EXTENSIONS)):
+        raise CalibrationError(f"{flag} {label} is neither a directory of images nor a .npy/.npz file; "
+                               "pass one of those.")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise CalibrationError(f"{flag} {label} is not readable; fix its permissions.")
+    return path

@@ -11,7 +11,9 @@ import logging
 import os
 import sys
 
-from mobile_export.errors import MobileExportError
+from pathlib import Path
+
+from mobile_export.errors import INTERNAL_ERROR_EXIT, MobileExportError
 
 SUBCOMMANDS = ("export", "list", "validate", "arm")
 
@@ -52,8 +54,13 @@ def _export_parser(sub) -> None:
     p.add_argument("--input-size", type=_positive_int, help="square input size H (= W)")
     p.add_argument("--batch", type=_positive_int, default=1)
     p.add_argument("--calibration", help="calibration images dir, ImageFolder tree, or .npy/.npz (int8)")
-    p.add_argument("--num-calibration", type=_positive_int, default=256)
-    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float"], help="int8 model I/O type")
+    p.add_argument("--num-calibration", type=_positive_int, help="int8 calibration images (default 256)")
+    p.add_argument("--input", choices=["pixels", "normalized"],
+                   help="what the model takes: raw RGB pixels 0..255 (uint8 for int8, float32 otherwise; normalized "
+                        "inside the model, as MediaPipe feeds them; the default) or the normalized image")
+    p.add_argument("--softmax", action="store_true", help="output probabilities (softmax) instead of logits")
+    p.add_argument("--io", choices=["int8", "uint8", "float"],
+                   help="I/O tensor type of an int8 model with --input normalized (default int8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dist", help="output root (default: dist)")
     p.add_argument("--gate", help="gate TOML file: validate the artifact after export and apply the gate")
@@ -125,15 +132,17 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from mobile_export.pipeline import export
     from mobile_export.options import ExportOptions
 
-    opts = ExportOptions(
+    opts = ExportOptions(  # checked before the pipeline (torch, TensorFlow) is imported
         precision=args.precision, weights=args.weights, num_classes=args.num_classes, input_size=args.input_size,
-        batch=args.batch, out_dir=args.out, io_type=args.io, calibration=args.calibration,
+        batch=args.batch, out_dir=args.out, io_type=args.io, input=args.input, softmax=args.softmax,
+        calibration=args.calibration,
         num_calibration=args.num_calibration, seed=args.seed, gate=args.gate,
     )
-    res = export(args.name, opts)
+    from mobile_export import pipeline
+
+    res = pipeline.export(args.name, opts)
     f = res.report["fidelity"]["tflite_vs_torch"]
     x = res.report["xnnpack"]
     print(f"{res.tflite_path}  ({res.manifest['precision']}, {res.tflite_path.stat().st_size / 1e6:.2f} MB)")
@@ -151,7 +160,9 @@ def _cmd_export(args) -> int:
     if res.validation is not None:
         for line in res.validation.summary_lines():
             print(f"  {line}")
-    print(f"  report: {res.out_dir / 'report.md'} -> {'PASS' if res.passed else 'FAIL'}")
+    checked = "fidelity bounds, one XNNPACK partition" + (", fully integer" if opts.precision.value == "int8" else "")
+    checked = f"export checks: {checked}" + ("; gate" if res.validation is not None else "")
+    print(f"  report: {res.out_dir / 'report.md'} -> {'PASS' if res.passed else 'FAIL'} ({checked})")
     return 0 if res.passed else 1
 
 
@@ -216,11 +227,39 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm}[args.command](args)
     except MobileExportError as e:
+        if e.exit_code == INTERNAL_ERROR_EXIT:
+            return _internal_error(e)
         print(f"mobile-export: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("mobile-export: interrupted; nothing was written to the output directory.", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: not the user's input, and not a fidelity failure (exit 1)
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    """One line on stderr naming the log file that holds the traceback; exit 3."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(e))
+    where = Path(os.environ.get("MOBILE_EXPORT_CACHE", Path.home() / ".cache" / "mobile-export")) / "logs"
+    log_path = None
+    for folder in (where, Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            log_path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            log_path.write_text(f"mobile-export {' '.join(sys.argv[1:])}\n\n{text}")
+            break
+        except OSError:
+            log_path = None
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    where_text = f"the traceback is in {log_path}" if log_path else f"traceback:\n{text}"
+    print(f"mobile-export: internal error ({type(e).__name__}: {first}) — a bug in mobile-export, not a fidelity "
+          f"failure; {where_text} (please report it).", file=sys.stderr)
+    return INTERNAL_ERROR_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,8 @@
 
 A message is one sentence that names the thing to fix. User mistakes (bad names, paths, shapes,
 values) derive from ``UserError`` and exit 2; a failed validation gate exits 1; anything else is a
-bug and is reported with a traceback.
+bug: exit ``INTERNAL_ERROR_EXIT`` (3) with one line on stderr and the traceback in a log file whose
+path that line names (``cli.main``) — never 1, which CI reads as "the model got worse".
 """
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import difflib
 from typing import Iterable
 
 
+INTERNAL_ERROR_EXIT = 3
+
+
 class MobileExportError(Exception):
     """Base class of all intended errors."""
 
     exit_code = 2
+
+
+class InternalError(MobileExportError):
+    """Something failed that is not the user's input (exit 3)."""
+
+    exit_code = INTERNAL_ERROR_EXIT
 
 
 class UserError(MobileExportError):
@@ -71,8 +81,8 @@ class UnsupportedOpError(MobileExportError):
         self.node_name = node_name
 
 
-class ConversionError(MobileExportError):
-    """A conversion stage failed in a way that is not the user's input."""
+class ConversionError(InternalError):
+    """A conversion stage failed in a way that is not the user's input (exit 3)."""
 
 
 class FidelityError(MobileExportError):

@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def as_output(logits: np.ndarray, output: str) -> np.ndarray:
+    """A reference's logits as the artifact's output kind: unchanged for ``logits``, softmax over the
+    last axis (float64, then float32) for ``probabilities``."""
+    if output != "probabilities":
+        return logits
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     got = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
     ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)

@@ -39,6 +39,20 @@ class IOType(str, enum.Enum):
             raise InvalidOptionError(f"--io must be one of int8, uint8, float, got {value!r}.") from None
 
 
+class InputKind(str, enum.Enum):
+    """What the model's input tensor holds."""
+
+    PIXELS = "pixels"          # raw RGB 0..255 (uint8 for int8 models, float32 otherwise), normalized inside
+    NORMALIZED = "normalized"  # (pixel / 255 - mean) / std, normalized by the client
+
+    @classmethod
+    def parse(cls, value: "str | InputKind") -> "InputKind":
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidOptionError(f"--input must be pixels or normalized, got {value!r}.") from None
+
+
 class Runtime(str, enum.Enum):
     """Where validate runs the TFLite model."""
 
@@ -62,9 +76,11 @@ class ExportOptions:
     input_size: int | None = None
     batch: int = 1
     out_dir: Path = Path("dist")
-    io_type: IOType = IOType.INT8
+    io_type: IOType | None = None  # int8 with normalized input only: int8 (default), uint8 or float I/O
+    input: InputKind | None = None   # default pixels: what MediaPipe and camera pipelines feed
+    softmax: bool = False            # output probabilities instead of logits
     calibration: str | None = None
-    num_calibration: int = 256
+    num_calibration: int | None = None  # int8 only; default 256
     seed: int = 0
     check_samples: int = 4  # random + real inputs for the built-in fidelity check
     opset: int = 17
@@ -73,14 +89,37 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
-        object.__setattr__(self, "io_type", IOType.parse(self.io_type))
+        int8 = self.precision is Precision.INT8
+        kind = InputKind.parse(self.input) if self.input is not None else InputKind.PIXELS
+        object.__setattr__(self, "input", kind)
+        if self.io_type is not None and not int8:
+            raise InvalidOptionError(f"--io sets the tensor types of int8 models; a {self.precision.value} model has "
+                                     "float32 I/O (drop --io or export with --int8).")
+        if self.io_type is not None and kind is InputKind.PIXELS and IOType.parse(self.io_type) is not IOType.FLOAT:
+            raise InvalidOptionError("--io applies to --input normalized; a pixel-input int8 model takes uint8 pixels "
+                                     "and returns float32 scores (drop --io, or add --input normalized).")
+        io = IOType.parse(self.io_type) if self.io_type is not None else (IOType.FLOAT if kind is InputKind.PIXELS
+                                                                          else IOType.INT8)
+        object.__setattr__(self, "io_type", io)
+        if self.softmax and int8 and io is not IOType.FLOAT:
+            raise InvalidOptionError(f"--softmax needs a float output; an int8 model with --io {io.value} returns "
+                                     f"{io.value} (use --input pixels or --io float).")
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if not isinstance(self.batch, int) or self.batch < 1 or self.batch > 64:
             raise InvalidOptionError(f"--batch must be an integer from 1 to 64, got {self.batch!r}.")
-        if not isinstance(self.num_calibration, int) or self.num_calibration < 1:
-            raise InvalidOptionError(
-                f"--num-calibration must be a positive integer, got {self.num_calibration!r}."
-            )
+        if not int8 and (self.calibration is not None or self.num_calibration is not None):
+            flag = "--calibration" if self.calibration is not None else "--num-calibration"
+            raise InvalidOptionError(f"{flag} calibrates int8 models; a {self.precision.value} export does not "
+                                     "calibrate (drop it or export with --int8).")
+        if self.num_calibration is None:
+            object.__setattr__(self, "num_calibration", 256)
+        if not isinstance(self.num_calibration, int) or self.num_calibration < 4:
+            raise InvalidOptionError(f"--num-calibration must be an integer of at least 4 (a quarter is held back to "
+                                     f"check the int8 ranges independently), got {self.num_calibration!r}.")
+
+    @property
+    def pixels(self) -> bool:
+        return self.input is InputKind.PIXELS
 
 
 @dataclass(frozen=True)

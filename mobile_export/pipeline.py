@@ -19,7 +19,7 @@ import numpy as np
 
 from mobile_export import artifacts, fidelity as F
 from mobile_export.errors import InvalidOptionError
-from mobile_export.metrics import compare
+from mobile_export.metrics import as_output, compare
 from mobile_export.models import ModelConfig, configure
 from mobile_export.options import ExportOptions, IOType, Precision, ValidateOptions
 from mobile_export.report import export_md
@@ -76,11 +76,19 @@ class Build:
     tflite: bytes = b""
     lowered: Any = None
     int8: Any = None           # quantize.search.Int8Result
+    facts: Any = None          # convert.metadata.IOFacts: the I/O contract written into the .tflite
+    output_dequantized_from: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
     def precision(self) -> Precision:
         return self.options.precision
+
+    def io_manifest(self) -> dict:
+        """The I/O facts the manifest states (the same the .tflite's metadata carries)."""
+        f = self.facts
+        return {"input_name": f.input_name, "output_name": f.output_name, "pixels": f.pixels,
+                "output_dequantized_from": self.output_dequantized_from}
 
 
 def to_onnx(b: Build, st: _Stages) -> None:
@@ -97,7 +105,22 @@ def to_onnx(b: Build, st: _Stages) -> None:
 
 
 def to_tflite(b: Build, st: _Stages) -> None:
-    """The lowering and the TF converter; int8 through the sensitivity search."""
+    """The lowering and the TF converter (int8 through the sensitivity search), then the shipped form:
+    pixel prologue, softmax, names, TFLite metadata and labels (``convert.tflite_edit.finish``)."""
+    from mobile_export.convert.metadata import facts_for
+    from mobile_export.convert.finish import finish
+
+    convert_tflite(b, st)
+    b.facts = facts_for(b.config, b.options)
+    if not b.facts.pixels and len(set(b.facts.client_normalization[1])) > 1:
+        b.warnings.append("--input normalized with per-channel mean/std: MediaPipe Tasks refuses per-channel "
+                          "normalization, so only the Interpreter API can run this model (the default "
+                          "--input pixels normalizes inside the model).")
+    b.tflite, b.output_dequantized_from = st.run("write TFLite metadata", finish, b.tflite, b.facts,
+                                                 int8=b.precision is Precision.INT8)
+
+
+def convert_tflite(b: Build, st: _Stages) -> None:
     if b.precision is Precision.INT8:
         from mobile_export.quantize.search import export_int8
 
@@ -130,9 +153,10 @@ def run_check(b: Build, tfl, st: _Stages, x: np.ndarray):
     from mobile_export.runtimes.onnxruntime import run_onnxruntime
     from mobile_export.validation import Outputs
 
-    ref = run_torch(b.model, x)
+    kind = b.facts.output_name  # probabilities: compare with the references' softmax
+    ref = as_output(run_torch(b.model, x), kind)
     got = st.run("run TFLite (XNNPACK)", tfl.run, x.transpose(0, 2, 3, 1))
-    return Outputs(ref, run_onnxruntime(b.proto, x, b.config.input_name), got)
+    return Outputs(ref, as_output(run_onnxruntime(b.proto, x, b.config.input_name), kind), got)
 
 
 def fidelity_section(b: Build, outs, x: np.ndarray) -> dict[str, Any]:
@@ -148,7 +172,7 @@ def fidelity_section(b: Build, outs, x: np.ndarray) -> dict[str, Any]:
         from mobile_export.convert.graph import with_fp16_weights
         from mobile_export.runtimes.onnxruntime import run_onnxruntime
 
-        fp16_out = run_onnxruntime(with_fp16_weights(b.proto), x, b.config.input_name)
+        fp16_out = as_output(run_onnxruntime(with_fp16_weights(b.proto), x, b.config.input_name), b.facts.output_name)
         fp16_ref = compare(outs.tflite, fp16_out)
         fid["tflite_vs_fp16_weights_reference"] = fp16_ref
         fid["fp16_weights_reference_vs_torch"] = compare(fp16_out, outs.torch)
@@ -180,13 +204,17 @@ def int8_section(b: Build, st: _Stages, offending: list[str], per_layer: dict | 
     """The search's attempts and choice, and the per-layer table against the float graph."""
     q = b.int8
     if not q.chosen["meets_bar"]:
+        gated = "gated by --gate below" if b.options.gate is not None else "not gated: add --gate to fail CI on it"
         b.warnings.append(
-            f"int8 fidelity below the bar on the calibration images: SQNR {q.chosen['sqnr_db']:.1f} dB, "
-            f"top-1 agreement {q.chosen['top1_agreement']:.3f} vs fp32 (want >= {F.INT8_BAR.min_sqnr_db:g} dB and "
-            f">= {F.INT8_BAR.min_top1_agreement:.0%}); use --gate to fail CI on it.")
+            f"int8 fidelity below the bar on the held-back calibration images: SQNR {q.chosen['sqnr_db']:.1f} dB, "
+            f"top-1 agreement {q.chosen['top1_agreement']:.3f} vs fp32 (bar >= {F.INT8_BAR.min_sqnr_db:g} dB and "
+            f">= {F.INT8_BAR.min_top1_agreement:.0%}); {gated}.")
     if per_layer is None:
         per_layer = st.run("per-layer int8 vs fp32", int8_per_layer, b, q.holdout.inputs)
-    return {"fully_integer": not offending, "violations": offending, "chosen": q.chosen, "attempts": q.attempts,
+    from mobile_export.runtimes.host import io_boundary
+
+    return {"fully_integer": not offending, "violations": offending, "io_boundary": io_boundary(b.tflite),
+            "chosen": q.chosen, "attempts": q.attempts,
             "holdout_samples": int(q.holdout.count), "equalized": q.equalized, "per_layer": per_layer}
 
 
@@ -235,6 +263,11 @@ def _prepare(name: str, options: ExportOptions | None, kwargs: dict) -> tuple[Ex
     options = options or ExportOptions(**kwargs)
     config = configure(name, weights=options.weights, num_classes=options.num_classes, input_size=options.input_size)
     artifacts.check_writable(options.out_dir)
+    artifacts.check_target_dir(options.out_dir / name / options.precision.value)
+    if options.calibration is not None:
+        from mobile_export.calibration import check_source
+
+        check_source(options.calibration)
     gate_file = None
     if options.gate is not None:  # read the gate file now: a bad one fails before minutes of conversion
         from mobile_export.validation.gate import read_gate_file
@@ -259,7 +292,7 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
     to_tflite(b, st)
     tfl = TFLiteModel(b.tflite)
     manifest = artifacts.build_manifest(config, options, b.tflite, b.proto, tfl, b.lowered,
-                                        b.int8.calibration if b.int8 else None, b.int8)
+                                        b.int8.calibration if b.int8 else None, b.int8, io=b.io_manifest())
     gate = Gate(b, tfl, final_dir, manifest, gate_file) if gate_file is not None else None
     x = gate.inputs() if gate else check_inputs_for(b)
     outs = gate.outputs(st) if gate else run_check(b, tfl, st, x)

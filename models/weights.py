@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +15,20 @@ from mobile_export.errors import WeightsError, first_few
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "model_ema")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def short_reason(e: BaseException, limit: int = 160) -> str:
+    """The first line of ``e``'s message without terminal colour codes, cut at a word (with "…")."""
+    text = _ANSI.sub("", str(e)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if not line:
+        return type(e).__name__
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return line
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a plain tensor dict from ``path`` with ``torch.load(weights_only=True)``."""
     p = Path(path)
@@ -23,8 +36,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file '{p}' does not exist; pass the path of a saved state_dict.")
     try:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    except Exception as e:  # torch's unpickler raises anything (KeyError, IndexError, ...) on a non-checkpoint
+        reason = short_reason(e)
         raise WeightsError(
             f"weights file '{p}' is not a plain state_dict torch.load(weights_only=True) can read ({reason}); "
             "save it with torch.save(model.state_dict(), PATH)."
@@ -55,11 +68,8 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)}≠{tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
+    wrong_keys = [k for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    wrong = [f"{k} {tuple(state_dict[k].shape)}≠{tuple(own[k].shape)}" for k in wrong_keys]
     problems = []
     if missing:
         problems.append(f"missing keys {first_few(missing)}")
@@ -69,7 +79,8 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
         problems.append(f"shape mismatches {first_few(wrong, 3)}")
     if problems:
         hint = ""
-        if wrong and any(k.split(".")[-2:-1] for k in wrong):
+        head = list(own)[-1].rsplit(".", 1)[0] + "."  # the classifier: the module of the last entry
+        if wrong_keys and all(k.startswith(head) for k in wrong_keys):
             hint = " (a different classifier size needs --num-classes)"
         raise WeightsError(
             f"weights '{source}' do not fit {type(model).__name__}: {'; '.join(problems)}{hint}."

@@ -3,7 +3,7 @@ XNNPACK, 1 thread), fp32 / fp16 / int8, beside the peers' figures, and whether A
 host's (int8: raw outputs bit-identical; float: max abs difference).
 
     python tools/arm_bench.py NAME ... --golden --calibration DIR [--out DIST] [--cpu cortex-a76]
-        [--fp16] [--samples 2] [--json out.json] [--md out.md]
+        [--fp16] [--input pixels|normalized] [--samples 2] [--json out.json] [--md out.md]
     python tools/arm_bench.py NAME ... --dist DIST          # measure artifacts already exported
 
 ``--golden`` exports each model first (224×224, 1000 classes) with weights filled by
@@ -83,7 +83,7 @@ def golden_weights(name: str, out: Path) -> Path:
     return path
 
 
-def export_golden(name: str, out: Path, calibration: str | None, fp16: bool) -> dict:
+def export_golden(name: str, out: Path, calibration: str | None, fp16: bool, input_kind: str = "pixels") -> dict:
     """Export fp32 (fp16) and int8 with golden weights; returns the int8 report's key figures."""
     from mobile_export import export
 
@@ -91,7 +91,7 @@ def export_golden(name: str, out: Path, calibration: str | None, fp16: bool) -> 
     facts = {}
     for prec in ("fp32", "fp16", "int8") if fp16 else ("fp32", "int8"):
         kw = {"calibration": calibration, "num_calibration": 200} if prec == "int8" else {}
-        res = export(name, precision=prec, weights=weights, out_dir=out, **kw)
+        res = export(name, precision=prec, weights=weights, out_dir=out, input=input_kind, **kw)
         x = res.report["xnnpack"]
         facts[prec] = {"partitions": x["partitions"], "outside": len(x["outside"]), "passed": res.passed,
                        "ops": res.report["ops"]}
@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("arm-bench"))
     ap.add_argument("--calibration", help="int8 calibration images (with --golden)")
     ap.add_argument("--fp16", action="store_true", help="also export and count fp16 (with --golden)")
+    ap.add_argument("--input", choices=["pixels", "normalized"], default="pixels",
+                    help="the exported model's input (with --golden): pixels (the default artifact: normalization "
+                         "inside) or normalized (the client normalizes; no input prologue)")
     ap.add_argument("--cpu", default="cortex-a76")
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
     peers = json.loads(PEERS.read_text())
     rows = []
     for name in args.names:
-        facts = export_golden(name, dist, args.calibration, args.fp16) if args.golden else {}
+        facts = export_golden(name, dist, args.calibration, args.fp16, args.input) if args.golden else {}
         for prec in ("fp32", "fp16", "int8"):
             path = dist / name / prec / "model.tflite"
             if prec == "fp16" and not path.is_file():

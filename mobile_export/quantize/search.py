@@ -34,6 +34,7 @@ from mobile_export.runtimes.host import TFLiteModel
 log = logging.getLogger(__name__)
 
 HOLDOUT = 64  # held-back calibration samples (at most a quarter of the set)
+MIN_CALIBRATION = 4  # three to fit the ranges, one held back
 # Candidates are ranked by the logit SQNR over all samples; ranking by sqnr_median_db (the typical
 # sample) chose a worse ShuffleNetV1 int8 model (+0.44 vs +0.10 pp drop on 5,000 held-out images).
 RANK_BY = "sqnr_db"
@@ -95,10 +96,16 @@ class Int8Result:
 
 
 def split_holdout(calib):
-    n = min(HOLDOUT, calib.count // 4)
-    if n < 1:
-        return calib, calib  # too few samples to hold any back: judge on the calibration data
-    return calib.split(n)
+    """(ranges part, held-back part): a quarter of the set, at most ``HOLDOUT``, is held back so the
+    int8 check runs on images the ranges never saw; fewer than ``MIN_CALIBRATION`` images cannot
+    give an independent check and are refused."""
+    if calib.count < MIN_CALIBRATION:
+        from mobile_export.errors import CalibrationError
+
+        raise CalibrationError(
+            f"int8 needs at least {MIN_CALIBRATION} calibration images, {calib.source} gave {calib.count}: "
+            f"a quarter is held back to check the ranges on images they were not fitted to; pass more images.")
+    return calib.split(min(HOLDOUT, calib.count // 4))
 
 
 @dataclass

@@ -86,7 +86,9 @@ def int8_lines(q: dict[str, Any]) -> list[str]:
     """The int8 section: every attempt of the search, the choice, and the per-layer table."""
     lines = ["", f"## Int8 vs fp32 TFLite on {q['chosen']['samples']} calibration images "
              f"({q['holdout_samples']} of them held back from range fitting)", "",
-             f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}", "",
+             f"Fully integer: {'yes' if q['fully_integer'] else 'NO: ' + ', '.join(q['violations'][:5])}"
+             + (f" (float at the I/O edges, inside XNNPACK: {', '.join(q['io_boundary'])})" if q.get("io_boundary")
+                else ""), "",
              "| range method | SQNR dB | top-1 agr. | top-5 agr. | cosine (mean) | meets bar |", "|---|---|---|---|---|---|"]
     for a in q["attempts"]:
         chosen = " (chosen)" if a == q["chosen"] else ""

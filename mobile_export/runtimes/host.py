@@ -91,11 +91,39 @@ def _info(detail: dict) -> TensorInfo:
     )
 
 
+def io_contract(model: bytes) -> dict | None:
+    """The model's ``mobile_export.io`` metadata entry (pixels or normalized input, mean, std), or None
+    for a model without it."""
+    import json
+
+    from ai_edge_litert import schema_py_generated as S
+
+    from mobile_export.artifacts import IO_METADATA_ENTRY
+
+    try:
+        m = S.Model.GetRootAsModel(model, 0)
+        for i in range(m.MetadataLength()):
+            md = m.Metadata(i)
+            if md.Name() == IO_METADATA_ENTRY.encode():
+                return json.loads(m.Buffers(md.Buffer()).DataAsNumpy().tobytes())
+    except Exception:  # a damaged flatbuffer: loading it reports that
+        return None
+    return None
+
+
 class TFLiteModel:
-    """A loaded .tflite: float NHWC inputs in, float (dequantized) outputs out."""
+    """A loaded .tflite: float NHWC inputs in, float (dequantized) outputs out.
+
+    Inputs are always the *normalized* image (``(pixel / 255 - mean) / std``), the tool's one convention;
+    for a pixel-input model (its ``mobile_export.io`` entry says so) they are mapped back to pixels
+    0..255 here (rounded for a uint8 input), so every caller feeds every model the same way."""
 
     def __init__(self, model: bytes, *, num_threads: int = 1, xnnpack: bool = True, preserve_all: bool = False):
         self.model = model
+        io = io_contract(model)
+        self.pixels = None
+        if io is not None and io.get("pixels"):
+            self.pixels = (np.asarray(io["mean"], np.float32), np.asarray(io["std"], np.float32))
         self.interp = make_interpreter(model, num_threads=num_threads, xnnpack=xnnpack, preserve_all=preserve_all)
         self.inputs = [_info(d) for d in self.interp.get_input_details()]
         self.outputs = [_info(d) for d in self.interp.get_output_details()]
@@ -103,7 +131,12 @@ class TFLiteModel:
         self._out = self.interp.get_output_details()[0]["index"]
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Normalized NHWC floats → the input tensor's values (pixels for a pixel-input model, then
+        quantized with the tensor's scale and zero point)."""
         info = self.inputs[0]
+        if self.pixels is not None:
+            mean, std = self.pixels
+            x = (np.asarray(x, np.float32) * std + mean) * np.float32(255.0)
         if info.scale is None:
             return x.astype(info.dtype)
         lim = np.iinfo(info.dtype)
@@ -223,20 +256,63 @@ def xnnpack_partitions(model: bytes) -> dict:
 INTEGER_OK = {"int8", "uint8", "int32"}  # int32: biases and shape operands
 
 
+PROLOGUE_OPS = ("DEQUANTIZE", "MUL", "ADD", "QUANTIZE")  # uint8 pixels → fp32 normalization → int8
+EPILOGUE_OPS = ("DEQUANTIZE", "SOFTMAX")                # int8 logits → float scores / probabilities
+
+
+def io_boundary_ops(ops: list[dict], model_inputs: set[int], model_outputs: set[int]) -> list[dict]:
+    """The float ops at the edges of an int8 model: the pixel-input prologue (DEQUANTIZE of the uint8
+    pixels, the per-channel normalization MUL / ADD with constants, the QUANTIZE into int8) and the
+    output epilogue (DEQUANTIZE of the int8 logits, an optional SOFTMAX). Nothing else qualifies."""
+    produced = {int(t) for op in ops for t in op["outputs"]}
+    frontier, marked, dequantized = set(model_inputs), [], False
+    for op in ops:  # forward from the input while the ops are prologue ops on the input's values
+        dynamic = [int(t) for t in op["inputs"] if int(t) >= 0 and (int(t) in produced or int(t) in model_inputs)]
+        if op["op_name"] in ("MUL", "ADD") and not dequantized:
+            continue  # float arithmetic on a float input would be a quantization failure, not a prologue
+        if op["op_name"] in PROLOGUE_OPS and dynamic and all(t in frontier for t in dynamic):
+            marked.append(op)
+            dequantized |= op["op_name"] == "DEQUANTIZE"
+            if op["op_name"] != "QUANTIZE":
+                frontier.update(int(t) for t in op["outputs"])
+    by_output = {int(t): op for op in ops for t in op["outputs"]}
+    for t in model_outputs:  # backward from the output through SOFTMAX to the DEQUANTIZE
+        op = by_output.get(t)
+        while op is not None and op["op_name"] in EPILOGUE_OPS:
+            marked.append(op)
+            op = None if op["op_name"] == "DEQUANTIZE" else by_output.get(int(op["inputs"][0]))
+    return marked
+
+
 def fully_integer_violations(model: bytes) -> list[str]:
     """Ops that keep an int8 model from being fully integer: QUANTIZE/DEQUANTIZE inside the graph
-    (a uint8 I/O model may have one QUANTIZE at each end) and float activations or weights."""
+    and float activations or weights. The I/O boundary (``io_boundary_ops``: a QUANTIZE at each end
+    of a uint8 I/O model, the pixel-input prologue, the dequantized output) is not the model's compute."""
     interp = make_interpreter(model, xnnpack=False)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    io = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    outputs = {d["index"] for d in interp.get_output_details()}
+    ops = interp._get_ops_details()
+    boundary = {op["index"] for op in io_boundary_ops(ops, inputs, outputs)}
     out = []
-    for op in interp._get_ops_details():
+    for op in ops:
+        if op["index"] in boundary:
+            continue
         touches = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and not io & set(touches):
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and not (inputs | outputs) & set(touches):
             out.append(f"{op['op_name']}#{op['index']}")
             continue
         for i in touches:
-            if np.dtype(tensors[i]["dtype"]).name not in INTEGER_OK and i not in io:
+            if np.dtype(tensors[i]["dtype"]).name not in INTEGER_OK and i not in inputs | outputs:
                 out.append(f"{op['op_name']}#{op['index']} ({tensors[i]['name']} is {np.dtype(tensors[i]['dtype']).name})")
                 break
     return out
+
+
+def io_boundary(model: bytes) -> list[str]:
+    """``io_boundary_ops`` of ``model`` as ``NAME#index`` (what the export report lists as float at the edges)."""
+    interp = make_interpreter(model, xnnpack=False)
+    inputs = {d["index"] for d in interp.get_input_details()}
+    outputs = {d["index"] for d in interp.get_output_details()}
+    ops = io_boundary_ops(interp._get_ops_details(), inputs, outputs)
+    return [f"{op['op_name']}#{op['index']}" for op in sorted(ops, key=lambda o: o["index"])]

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from mobile_export.metrics import as_output
 from tqdm import tqdm
 
 from mobile_export import artifacts, fidelity as F, metrics
@@ -117,7 +119,7 @@ def load_data(data: str | os.PathLike | None, config, *, num: int, seed: int):
         return load_default_labelled(config, num=num, seed=seed)
     if data is not None and str(data) == CIFAR10_HOLDOUT:
         return load_cifar10_holdout(config, num=num, seed=seed)
-    return load_calibration(data, config, num=num, seed=seed)
+    return load_calibration(data, config, num=num, seed=seed, flag="--data")
 
 
 def _check_labels(calib, num_classes: int, manifest_labels: list[str] | None, warnings: list[str]) -> None:
@@ -153,7 +155,8 @@ def run_runtimes(model, art: Artifact, tfl, x: np.ndarray, input_name: str) -> O
         torch_out = _batched(lambda b: model(torch.from_numpy(b)).numpy(), x, 16, "PyTorch")
     ort_out = _batched(lambda b: run_onnxruntime(art.onnx, b, input_name), x, 16 * batch, "onnxruntime")
     tfl_out = _batched(lambda b: tfl.run(np.ascontiguousarray(b.transpose(0, 2, 3, 1))), x, 16 * batch, "TFLite")
-    return Outputs(torch_out, ort_out, tfl_out)
+    kind = art.manifest.get("output", "logits")  # probabilities: compare with the references' softmax
+    return Outputs(as_output(torch_out, kind), as_output(ort_out, kind), tfl_out)
 
 
 class Validation:
@@ -363,15 +366,30 @@ def validate(tflite_path: str | os.PathLike, reference: str | None = None,
     gate_file = gates.read_gate_file(opts.gate) if opts.gate is not None else None
     t = time.perf_counter()
     art = load_artifact(tflite_path, reference)
+    out_dir = Path(opts.out_dir) if opts.out_dir is not None else art.tflite_path.parent / "validation"
+    _check_early(opts, gate_file, out_dir)
     config = reference_config(art.manifest, opts.weights)
     model = build_reference(config, reference_seed(art.manifest))
     v = Validation(art, config, model, opts, gate_file)
     v.t_start, v.stages["build reference"] = t, time.perf_counter() - t
     result = v.run()
     if opts.write:
-        result.out_dir = Path(opts.out_dir) if opts.out_dir is not None else art.tflite_path.parent / "validation"
+        result.out_dir = out_dir
         write_reports(result, result.out_dir, opts.junit)
     return result
+
+
+def _check_early(opts: ValidateOptions, gate_file, out_dir: Path) -> None:
+    """The data source and every output path, checked before the reference is built or anything runs."""
+    from mobile_export.calibration import check_source
+
+    data = opts.data if opts.data is not None else (gate_file.top.get("data") if gate_file else None)
+    if data is not None and str(data) not in (CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
+        check_source(data, "--data")
+    if opts.write:
+        artifacts.check_target_dir(out_dir, "--out")
+        if opts.junit is not None:
+            artifacts.check_writable_file(Path(opts.junit), "--junit")
 
 
 def write_reports(result: ValidationReport, out: Path, junit: str | os.PathLike | None = None) -> None:

@@ -43,11 +43,16 @@ def test_int8_export_is_fully_integer_in_one_partition(name, tmp_path):
     assert rep["int8"]["fully_integer"] is True
     assert rep["xnnpack"]["partitions"] == 1 and rep["xnnpack"]["outside"] == []
     assert rep["transpose_ops"] == shuffle_transposes(res.manifest)
-    assert not {"QUANTIZE", "DEQUANTIZE", "HARD_SWISH", "RELU_0_TO_1", "SPLIT_V", "LOGISTIC"} & set(rep["ops"])
+    assert not {"HARD_SWISH", "RELU_0_TO_1", "SPLIT_V", "LOGISTIC"} & set(rep["ops"])
+    # the default artifact takes uint8 pixels: the only float ops are the I/O edges, inside XNNPACK
+    assert [b.split("#")[0] for b in rep["int8"]["io_boundary"]] == ["DEQUANTIZE", "MUL", "ADD", "QUANTIZE",
+                                                                      "DEQUANTIZE"]
+    assert (rep["ops"]["QUANTIZE"], rep["ops"]["DEQUANTIZE"]) == (1, 2)
     m = res.manifest
-    for io in m["inputs"] + m["outputs"]:
-        assert io["dtype"] == "int8"
-        assert io["quantization"]["scale"] > 0 and -128 <= io["quantization"]["zero_point"] <= 127
+    inp, out = m["inputs"][0], m["outputs"][0]
+    assert inp["dtype"] == "uint8" and inp["quantization"] == {"scale": 1.0, "zero_point": 0}
+    q = out["dequantized_from"]
+    assert out["dtype"] == "float32" and q["scale"] > 0 and -128 <= q["zero_point"] <= 127
     assert m["calibration"]["kind"] == "default" and m["calibration"]["count"] == 64
     assert any(r.startswith("int8 chosen:") for r in m["recipe"])
     # the export report names each layer's int8 SQNR against the float graph (issue 5, item 5)
@@ -75,9 +80,9 @@ def test_int8_reexport_is_byte_identical(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("io,dtype", [("uint8", "uint8"), ("float", "float32")])
+@pytest.mark.parametrize("io,dtype", [("int8", "int8"), ("uint8", "uint8"), ("float", "float32")])
 def test_int8_io_types(io, dtype, tmp_path):
-    res = _int8("mobilenet_v2_x0_35", tmp_path, io_type=io)
+    res = _int8("mobilenet_v2_x0_35", tmp_path, io_type=io, input="normalized")
     m = res.manifest
     assert m["io_type"] == io
     assert m["inputs"][0]["dtype"] == dtype and m["outputs"][0]["dtype"] == dtype

@@ -405,8 +405,11 @@ def fp32_copy(dist, tmp_path):
     ("gate-missing", "gate file"),
     ("gate-unknown-key", "unknown key 'max_speed'"),
     ("data-classes", "10 classes but the model has 1000"),
+    ("data-missing", "--data"),
+    ("out-is-a-file", "--out"),
+    ("junit-is-a-dir", "--junit"),
 ])
-def test_bad_input_exits_2_with_one_sentence(case, needle, fp32_copy, capsys, tmp_path):
+def test_bad_input_exits_2_with_one_sentence(case, needle, fp32_copy, capsys, tmp_path, monkeypatch):
     tfl, args = fp32_copy, ["--reference", MODEL]
     if case == "not-tflite":
         tfl.write_bytes(b"this is not a flatbuffer at all")
@@ -430,6 +433,17 @@ def test_bad_input_exits_2_with_one_sentence(case, needle, fp32_copy, capsys, tm
         args += ["--gate", tmp_path / "g.toml"]
     elif case == "data-classes":
         args += ["--data", "cifar10-default", "--num", "8", "--latency-runs", "0"]
+    elif case == "data-missing":
+        args += ["--data", tmp_path / "no-such-folder"]
+    elif case == "out-is-a-file":
+        (tmp_path / "f").write_text("x")
+        args += ["--out", tmp_path / "f" / "reports"]
+    elif case == "junit-is-a-dir":
+        args += ["--junit", tmp_path]
+    if case in ("data-missing", "out-is-a-file", "junit-is-a-dir"):  # caught before the reference is built
+        def boom(*a, **k):
+            raise AssertionError("not caught early")
+        monkeypatch.setattr("mobile_export.reference.build_reference", boom)
     code, out, err = _validate([tfl, *args], capsys)
     assert code == 2, out + err
     assert needle in _error_line(err)
