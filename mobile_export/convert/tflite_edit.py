@@ -106,9 +106,12 @@ class ModelEditor:
         mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
         scale = (1.0 / (255.0 * std)).astype(np.float32)
         shift = (-mean / std).astype(np.float32)
-        c = shape[-1]
-        a = self.add_tensor("image/scale", [c], "float32", data=scale)
-        b = self.add_tensor("image/shift", [c], "float32", data=shift)
+        # one image row of constants ([1, 1, W, C]), not [C]: broadcast over H only, XNNPACK's inner
+        # loop runs over W·C contiguous values (measured on cortex-a76 at 224×224: MUL + ADD 0.6M
+        # instructions instead of 3.1M with a [3] constant, whose innermost broadcast is 3 wide)
+        row = [1, 1, shape[2], shape[3]]
+        a = self.add_tensor("image/scale", row, "float32", data=np.broadcast_to(scale, row))
+        b = self.add_tensor("image/shift", row, "float32", data=np.broadcast_to(shift, row))
         ops = []
         if uint8:
             pix = self.add_tensor("image", shape, "uint8", quant=(1.0, 0))

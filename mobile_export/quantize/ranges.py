@@ -64,6 +64,7 @@ FAMILY_RECIPES = {
     "squeezenext": Recipe("squeezenext", RangeMethod.MSE),
     "shufflenet_v1": Recipe("shufflenet_v1", RangeMethod.MSE),
     "shufflenet_v2": Recipe("shufflenet_v2", RangeMethod.MSE),
+    "efficientnet": Recipe("efficientnet", RangeMethod.MSE),  # SiLU and sigmoid-gated SE: heavy tails, as V3
 }
 
 CANDIDATE_METHODS = (RangeMethod.MSE, RangeMethod.PERCENTILE, RangeMethod.MINMAX)

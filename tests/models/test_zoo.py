@@ -77,7 +77,8 @@ def test_params_and_macs_match_paper(name):
     else:
         assert abs(params - spec.paper.params) / spec.paper.params <= 0.03, (params, spec.paper.params)
     macs = count_macs(model, spec.input_size)
-    assert abs(macs - spec.paper.macs) / spec.paper.macs <= 0.03, (macs, spec.paper.macs)
+    assert abs(macs - spec.paper.macs) / spec.paper.macs <= spec.paper.macs_tolerance, (macs, spec.paper.macs)
+    assert spec.paper.macs_tolerance == 0.03 or "not matched" in spec.paper.source
 
 
 TV = [n for n in ALL if get_spec(n).torchvision_name]
