@@ -15,12 +15,13 @@ from __future__ import annotations
 from .dataset import CalibrationSet, inputs_sha256
 from .default_set import default_counts, default_warning, load_cifar10_holdout, load_default_labelled
 from .preprocess import normalize_array, preprocess_image, resize_size
-from .sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, check_source, load_calibration
+from .sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, NamedSource, check_source, load_calibration
 
 __all__ = [
     "ARRAY_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "CalibrationSet",
+    "NamedSource",
     "default_counts",
     "default_warning",
     "inputs_sha256",

@@ -42,6 +42,24 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 
 
+class NamedSource(os.PathLike):
+    """A source read from ``path`` but named ``label`` in manifests and reports: a batch worker's
+    local copy of the data a matrix file names, so the artifact says what the user wrote, wherever
+    the copy lives (``mobile-export batch``)."""
+
+    def __init__(self, path: str | os.PathLike, label: str) -> None:
+        self.path, self.label = os.fspath(path), label
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __repr__(self) -> str:
+        return f"NamedSource({self.path!r}, label={self.label!r})"
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
@@ -152,8 +170,8 @@ def load_calibration(
         from .default_set import load_default
 
         return load_default(config, num=num, seed=seed)
-    label = os.fspath(source)
-    path = check_source(label, flag)
+    label = str(source) if isinstance(source, NamedSource) else os.fspath(source)
+    path = check_source(source, flag)
     if path.is_dir():
         return _from_directory(path, config, num, seed, label, flag)
     return load_array_file(path, config, num=num, seed=seed, source=label)

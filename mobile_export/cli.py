@@ -3,6 +3,7 @@
     mobile-export NAME [--int8 | --fp16 | --dynamic] [--weights PATH] ...   (= mobile-export export NAME ...)
     mobile-export list [--family F]
     mobile-export validate MODEL.tflite --reference NAME [--data SRC] [--gate FILE] [--junit FILE] ...
+    mobile-export batch MATRIX.toml [--out DIR] [--address ADDR] [--resume] [--serial]
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import sys
 
 from pathlib import Path
 
-from mobile_export.errors import INTERNAL_ERROR_EXIT, MobileExportError
+from mobile_export.errors import INTERNAL_ERROR_EXIT, InvalidOptionError, MobileExportError
 
-SUBCOMMANDS = ("export", "list", "validate", "arm")
+SUBCOMMANDS = ("export", "list", "validate", "arm", "batch")
 
 
 def _float(text: str) -> float:
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _validate_parser(sub)
     _arm_parser(sub)
+    _batch_parser(sub)
     lp = sub.add_parser("list", help="list registered models")
     lp.add_argument("--family")
     lp.add_argument("--quiet", action="store_true")
@@ -209,6 +211,38 @@ def _cmd_arm(args) -> int:
     return 0
 
 
+def _batch_parser(sub) -> None:
+    p = sub.add_parser("batch", help="export + validate every cell of a matrix file, on Ray",
+                       description="Exit 0: every cell passed; 1: a cell failed its checks; 2: bad matrix or input; "
+                                   "3: a cell hit an internal error; 130: interrupted (partial table written).")
+    p.add_argument("matrix", help="matrix TOML file (models × precisions × input sizes; see README 'Batch')")
+    p.add_argument("--out", default="batch", help="output folder: one folder per cell + batch.md/json/html, junit.xml")
+    p.add_argument("--address", help="Ray cluster: auto, or ray://HOST:10001 (default: a local Ray on this machine)")
+    p.add_argument("--cpus", type=_positive_int, help="CPUs of the local Ray (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="skip cells whose folder already holds this cell's result")
+    p.add_argument("--serial", action="store_true", help="run the cells one after another in this process (no Ray)")
+    p.add_argument("--verbose", action="store_true", help="Ray's and the workers' logs too")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def _cmd_batch(args) -> int:
+    from mobile_export.batch import load_matrix, run_batch
+
+    if args.serial and args.address:
+        raise InvalidOptionError("--serial runs in this process; drop --address (or --serial to use the cluster).")
+    matrix = load_matrix(args.matrix)
+    res = run_batch(matrix, args.out, address=args.address, serial=args.serial, resume=args.resume,
+                    num_cpus=args.cpus, verbose=args.verbose)
+    from mobile_export.batch.table import cells_of
+
+    for r in res.rows:
+        c = cells_of(r)
+        print(f"{c[0]}: {c[-1]}  (top-1 {c[3]}, drop {c[4]}, SQNR {c[5]}, partitions {c[7]})")
+    state = "" if res.complete else "INCOMPLETE, "
+    print(f"{res.out_dir / 'batch.md'} ({state}{len(res.rows)} of {len(matrix.cells)} cells, {res.seconds:.0f} s)")
+    return res.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
@@ -225,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="mobile-export: %(message)s", stream=sys.stderr)
     try:
-        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm}[args.command](args)
+        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm,
+                "batch": _cmd_batch}[args.command](args)
     except MobileExportError as e:
         if e.exit_code == INTERNAL_ERROR_EXIT:
             return _internal_error(e)

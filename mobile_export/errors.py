@@ -101,3 +101,7 @@ def first_few(items: Iterable[str], n: int = 5) -> str:
     items = list(items)
     head = ", ".join(items[:n])
     return head + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+class MatrixError(UserError):
+    """A batch matrix file is malformed or names a model, option or file that does not exist."""

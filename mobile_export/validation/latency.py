@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 Runner = Callable[[], object]
 
 
+THREADS_ENV = "MOBILE_EXPORT_THREADS"  # a cap on threads (a batch cell runs with 1)
+
+
 def thread_counts(wanted: tuple[int, ...] = (1, 4)) -> list[int]:
     cap = os.cpu_count() or 1
+    if os.environ.get(THREADS_ENV, "").isdigit():
+        cap = max(1, min(cap, int(os.environ[THREADS_ENV])))
     return sorted({max(1, min(n, cap)) for n in wanted})
 
 
