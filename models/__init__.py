@@ -27,7 +27,7 @@ from .registry import (
 from .weights import estimate_bn_statistics, load_into, read_state_dict
 
 # Importing a family module registers its models.
-from . import efficientnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401,E501
+from . import efficientnet, espnetv2, fbnet, ghostnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401,E501
 from . import shipped  # noqa: E402,F401  (registers shipped checkpoints, if any)
 
 

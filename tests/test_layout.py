@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Source folder -> the module prefix it installs as (models/ and calibration/ live beside the package).
 ROOTS = {"mobile_export": "mobile_export", "models": "mobile_export.models", "calibration": "mobile_export.calibration"}
 
-# The stages, lowest first. A unit may import units of a lower rank only (and itself): cli → pipeline →
+# The stages, lowest first. A unit may import units of a lower rank only (and itself): cli → batch → pipeline →
 # validation → quantize → convert → runtimes / report / reference → models / calibration → core.
 RANKS = {
     "mobile_export.errors": 0,
@@ -23,14 +23,16 @@ RANKS = {
     "mobile_export.quantize": 6,
     "mobile_export.validation": 7,
     "mobile_export.pipeline": 8,
-    "mobile_export.cli": 9,
-    "mobile_export": 10,  # the package __init__: lazy names only
+    "mobile_export.batch": 9,
+    "mobile_export.cli": 10,
+    "mobile_export": 11,  # the package __init__: lazy names only
 }
 # The one module allowed each heavy import (guest_runner runs inside the emulated ARM guest).
 ONLY_IN = {
     "ai_edge_litert": {"mobile_export.runtimes.host", "mobile_export.runtimes.arm.guest_runner"},
     "tflite_runtime": {"mobile_export.runtimes.host"},
     "onnxruntime": {"mobile_export.runtimes.onnxruntime"},
+    "ray": {"mobile_export.batch.runner"},  # the optional [cluster] extra: nothing else may need it
 }
 ONLY_CALLED_IN = {"TFLiteConverter": {"mobile_export.convert.to_tflite"},
                   "InferenceSession": {"mobile_export.runtimes.onnxruntime"}}

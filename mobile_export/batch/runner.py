@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mobile_export import __version__, artifacts
+from mobile_export import artifacts
 from mobile_export.errors import MatrixError
 
 from . import table
@@ -50,7 +50,7 @@ class BatchResult:
 
 def cell_key(cell: Cell, blobs: dict[str, Blob]) -> str:
     """What a cell's result depends on: its spec, the content of its files, the mobile-export version."""
-    spec = {"cell": cell.spec(), "blobs": {k: b.sha256 for k, b in sorted(blobs.items())}, "version": __version__}
+    spec = {"cell": cell.spec(), "blobs": {k: b.sha256 for k, b in sorted(blobs.items())}, "versions": artifacts.versions()}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 

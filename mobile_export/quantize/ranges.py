@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from mobile_export.convert.graph import consumers_of, producers_of
-from mobile_export.runtimes.xnnpack_limits import ADD_SAFE_RATIO
+from mobile_export.convert.graph import attrs, consumers_of, producers_of
+from mobile_export.runtimes.xnnpack_limits import ADD_SAFE_MIN_RATIO, ADD_SAFE_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ FAMILY_RECIPES = {
     "shufflenet_v1": Recipe("shufflenet_v1", RangeMethod.MSE),
     "shufflenet_v2": Recipe("shufflenet_v2", RangeMethod.MSE),
     "efficientnet": Recipe("efficientnet", RangeMethod.MSE),  # SiLU and sigmoid-gated SE: heavy tails, as V3
+    "espnetv2": Recipe("espnetv2", RangeMethod.MSE),  # PReLU residual stacks, hierarchical-fusion sums
+    "ghostnet": Recipe("ghostnet", RangeMethod.MSE),  # linear Ghost modules, residual adds, hard-sigmoid SE products
+    "fbnet": Recipe("fbnet", RangeMethod.MSE),  # deep inverted-residual stacks, as MobileNetV2
 }
 
 CANDIDATE_METHODS = (RangeMethod.MSE, RangeMethod.PERCENTILE, RangeMethod.MINMAX)
@@ -154,6 +157,16 @@ def collect_activations(lowered, inputs_nhwc: np.ndarray, names: list[str], seed
 SAME_SCALE_OPS = {"Concat", "Split", "ChannelShuffle", "Reshape", "Flatten", "Slice", "MaxPool", "AveragePool", "Pad"}
 
 
+def _same_scale(node) -> bool:
+    """An AveragePool is lowered as a depthwise convolution, which requantizes freely (tying its input
+    to what its output is concatenated with only coarsens the input: ESPNetv2's down-samplers), unless
+    it excludes zero padding: then it is an AVERAGE_POOL_2D, whose int8 input and output share a scale."""
+    if node.op_type == "AveragePool":
+        a = attrs(node)
+        return any(a.get("pads", [])) and not a.get("count_include_pad", 0)
+    return node.op_type in SAME_SCALE_OPS
+
+
 def shared_scale_groups(graph) -> list[list[str]]:
     """Groups of ONNX tensors that must carry one int8 range: everything a concatenation joins (and
     what splits, shuffles and reshapes pass through unchanged). Only groups with a Concat count."""
@@ -167,7 +180,7 @@ def shared_scale_groups(graph) -> list[list[str]]:
 
     has_concat: set[str] = set()
     for n in graph.node:
-        if n.op_type not in SAME_SCALE_OPS:
+        if not _same_scale(n):
             continue
         members = [n.input[0]] + list(n.output) if n.op_type != "Concat" else list(n.input) + list(n.output)
         for m in members[1:]:
@@ -219,6 +232,30 @@ def xnnpack_safe(graph, ranges: dict[str, tuple[float, float]]) -> None:
         need = max(h - l for l, h in wide) / ADD_SAFE_RATIO
         if hi - lo < need:
             ranges[clip.output[0]] = (lo, lo + need)
+    widen_small_addends(graph, ranges)
+
+
+def widen_small_addends(graph, ranges: dict[str, tuple[float, float]]) -> None:
+    """Widen the range of an ADD/SUB input that is tiny against the sum (input scale / output scale
+    below XNNPACK's 2⁻¹⁰, e.g. ESPNetv2's input reinforcement beside a much larger feature map, or a
+    PReLU int8 term whose slopes are all near 1): the op would leave the delegate. The addend's int8
+    step grows to at most 2⁻⁹ of the sum's, below the sum's own rounding. Consumers are visited before
+    producers, so a widened sum's own addends are checked against its final range; a concatenation's
+    members are widened together (they share one scale)."""
+    group_of = {m: g for g in shared_scale_groups(graph) for m in g}
+    for node in reversed(graph.node):
+        if node.op_type not in ("Add", "Sub") or node.output[0] not in ranges:
+            continue
+        lo, hi = ranges[node.output[0]]
+        need = (hi - lo) * ADD_SAFE_MIN_RATIO
+        for name in node.input:
+            if name not in ranges or ranges[name][1] - ranges[name][0] >= need:
+                continue
+            a, b = ranges[name]
+            f = need / max(b - a, 1e-12)
+            for m in group_of.get(name, [name]):
+                if m in ranges:
+                    ranges[m] = (ranges[m][0] * f, ranges[m][1] * f)
 
 
 def names_to_collect(graph) -> list[str]:

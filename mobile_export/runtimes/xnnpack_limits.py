@@ -35,6 +35,7 @@ LIMITS: dict[str, Limit] = {
     "FULLY_CONNECTED": Limit("input scale x weight scale / output scale", 2.0 ** -32, 2.0 ** 8),
 }
 ADD_SAFE_RATIO = 2.0 ** 7  # range planning keeps ADD ratios below this: half the limit, for rounding
+ADD_SAFE_MIN_RATIO = 2.0 ** -9  # ... and above this: twice the lower limit
 
 
 @dataclass(frozen=True)

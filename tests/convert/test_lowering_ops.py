@@ -90,6 +90,16 @@ def gap(g: G, src: str = "x") -> str:
         lambda g: g.op("Conv", "x", g.w(4, 1, 3, 3), group=4, strides=[2, 2], pads=[1, 1, 1, 1])),
        ("depthwise-mult2", lambda g: g.op("Conv", "x", g.w(8, 1, 3, 3), g.w(8), group=4, pads=[0, 1, 1, 0])),
        ("grouped2-bias", lambda g: g.op("Conv", "x", g.w(6, 2, 3, 3), g.w(6), group=2, pads=[1, 1, 1, 1])),
+       # ESPNetv2's strided EESP branches: stride 2 with dilation d and padding d (even and odd sizes)
+       ("depthwise-stride2-dilation3", lambda g: g.op("Conv", "x", g.w(4, 1, 3, 3), g.w(4), group=4,
+                                                       strides=[2, 2], dilations=[3, 3], pads=[3, 3, 3, 3]),
+        (1, 4, 10, 7)),
+       ("depthwise-stride2-dilation2", lambda g: g.op("Conv", "x", g.w(4, 1, 3, 3), group=4, strides=[2, 2],
+                                                       dilations=[2, 2], pads=[2, 2, 2, 2]), (1, 4, 9, 12)),
+       ("depthwise-dilation4", lambda g: g.op("Conv", "x", g.w(4, 1, 3, 3), group=4, dilations=[4, 4],
+                                               pads=[4, 4, 4, 4]), (1, 4, 9, 12)),
+       ("stride2-dilation3", lambda g: g.op("Conv", "x", g.w(5, 4, 3, 3), strides=[2, 2], dilations=[3, 3],
+                                             pads=[3, 3, 3, 3]), (1, 4, 10, 7)),
        ("after-relu", lambda g: g.op("Conv", g.op("Relu", "x"), g.w(5, 4, 1, 1))))
 def test_conv(build, shape, opset):
     check_case(build, shape, opset)
@@ -182,6 +192,24 @@ def test_average_pool_rejects(build, shape):
     check_rejected(build, shape)
 
 
+def bn(g: G, src: str, c: int, **kw) -> str:
+    """Inference BatchNormalization with random scale, shift, mean and a positive variance."""
+    return g.op("BatchNormalization", src, g.w(c), g.w(c), g.w(c), g.const(g.rng.uniform(0.5, 1.5, c)), **kw)
+
+
+@cases("BatchNormalization",
+       ("nchw", lambda g: bn(g, "x", 4, epsilon=1e-3)),
+       ("after-concat", lambda g: bn(g, g.op("Concat", "x", g.op("Relu", "x"), axis=1), 8)),
+       ("2d", lambda g: bn(g, flat(g), 168)))
+def test_batch_norm(build, shape, opset):
+    check_case(build, shape, opset)
+
+
+@rejects("BatchNormalization", ("training", lambda g: bn(g, "x", 4, training_mode=1)))
+def test_batch_norm_rejects(build, shape):
+    check_rejected(build, shape)
+
+
 @cases("GlobalAveragePool", ("plain", gap), ("after-relu", lambda g: gap(g, g.op("Relu", "x"))))
 def test_global_average_pool(build, shape, opset):
     check_case(build, shape, opset)
@@ -241,6 +269,20 @@ def test_clip_relu6_fake_quant_pins_range():
     np.testing.assert_allclose(got, np.clip(ref, 0, 2.0), atol=step)  # conv output clamped to ±2
     # Without fake_quant the ranges are recorded but the values are exact.
     assert_matches(proto, x)
+
+
+@cases("PRelu",
+       ("per-channel", lambda g: g.op("PRelu", "x", g.const([[[0.25]], [[-0.5]], [[1.5]], [[0.0]]]))),
+       ("shared", lambda g: g.op("PRelu", "x", g.const([0.1]))),
+       ("after-conv", lambda g: g.op("PRelu", g.op("Conv", "x", g.w(5, 4, 1, 1)), g.w(5, 1, 1))),
+       ("2d", lambda g: g.op("PRelu", flat(g), g.w(168))))
+def test_prelu(build, shape, opset):
+    check_case(build, shape, opset)
+
+
+@rejects("PRelu", ("activation-slope", lambda g: g.op("PRelu", "x", g.op("Sigmoid", "x"))))
+def test_prelu_rejects(build, shape):
+    check_rejected(build, shape)
 
 
 def _binary_cases(op: str):
@@ -385,6 +427,8 @@ def test_split(build, shape, opset):
 
 @cases("Slice",
        ("channel", lambda g: g.op("Slice", "x", g.ints(1), g.ints(3), g.ints(1))),
+       ("ghost-module-concat-then-channel-slice",  # GhostModule: cat([primary, cheap], 1)[:, :out], out odd
+        lambda g: g.op("Slice", g.op("Concat", "x", g.op("Relu", "x"), axis=1), g.ints(0), g.ints(7), g.ints(1))),
        ("height-neg-start-max-end", lambda g: g.op("Slice", "x", g.ints(-4), g.ints(INT64_MAX), g.ints(2))),
        ("h-and-w", lambda g: g.op("Slice", "x", g.ints(1, 2), g.ints(-1, 6), g.ints(2, -1), g.ints(1, 1))),
        ("all-axes-implicit", lambda g: g.op("Slice", "x", g.ints(0, 1, 0, 2), g.ints(1, 4, 5, 7))),

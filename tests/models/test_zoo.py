@@ -33,6 +33,9 @@ EXPECTED = {
     "shufflenet_v1": ["shufflenet_v1_g1", "shufflenet_v1_g2", "shufflenet_v1_g3", "shufflenet_v1_g4",
                       "shufflenet_v1_g8", "shufflenet_v1_x0_5_g3"],
     "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
+    "espnetv2": ["espnetv2_s1_0"],
+    "ghostnet": ["ghostnet_1_0"],
+    "fbnet": ["fbnet_a", "fbnet_b", "fbnet_c"],
 }
 
 

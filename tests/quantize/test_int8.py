@@ -154,6 +154,45 @@ def test_mse_range_beats_minmax_on_heavy_tails():
     assert Q._qerror(v, *mse) < Q._qerror(v, *mm)
 
 
+def _graph(*nodes):
+    from onnx import helper
+
+    return helper.make_graph(list(nodes), "g", [], [])
+
+
+def test_tiny_addends_are_widened_to_xnnpack_add_limit():
+    """An addend whose range is < 2⁻¹⁰ of the sum's would put the ADD outside XNNPACK: it is widened
+    (keeping its zero point) to 2⁻⁹, consumers before producers; a concatenation's members together."""
+    from onnx import helper
+
+    g = _graph(helper.make_node("Concat", ["p", "q"], ["b"], axis=1), helper.make_node("Add", ["a", "b"], ["c"]),
+               helper.make_node("Sub", ["c", "d"], ["y"]))
+    ranges = {"a": (-1.0, 1.0), "p": (-0.001, 0.002), "q": (-0.001, 0.002), "b": (-0.001, 0.002),
+              "c": (-1.0, 1.0), "d": (-50.0, 50.0), "y": (-1000.0, 1000.0)}
+    Q.widen_small_addends(g, ranges)
+    need_y = 2000.0 * 2.0 ** -9
+    assert ranges["y"] == (-1000.0, 1000.0) and ranges["d"] == (-50.0, 50.0)
+    assert ranges["c"] == pytest.approx((-need_y / 2, need_y / 2))  # widened against y first
+    assert ranges["a"] == (-1.0, 1.0)
+    need_c = need_y * 2.0 ** -9
+    for m in "pqb":  # then against c's new range, the concat group as one
+        assert ranges[m] == pytest.approx((-need_c / 3, 2 * need_c / 3))
+
+
+def test_a_depthwise_average_pool_does_not_share_its_inputs_scale():
+    """AveragePool lowers to a depthwise convolution (it requantizes) unless it excludes zero padding
+    (AVERAGE_POOL_2D): only then is its input tied to the concatenation its output joins."""
+    from onnx import helper
+
+    def groups(**kw):
+        pool = helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[3, 3], strides=[2, 2], **kw)
+        return Q.shared_scale_groups(_graph(pool, helper.make_node("Concat", ["p", "z"], ["c"], axis=1)))
+
+    assert groups(pads=[1, 1, 1, 1], count_include_pad=1) == [["c", "p", "z"]]
+    assert groups() == [["c", "p", "z"]]
+    assert groups(pads=[1, 1, 1, 1]) == [["c", "p", "x", "z"]]
+
+
 def test_every_family_has_a_recipe():
     from mobile_export.models import get_spec
 

@@ -26,6 +26,17 @@ def _spatial_padding(x: Value, kernel, strides, dilations, pads, pad_value=0.0):
     return padded, "VALID"
 
 
+def _conv2d(t, filt: np.ndarray, strides, padding: str, dil, depthwise: bool = False):
+    """CONV_2D / DEPTHWISE_CONV_2D. ``tf.nn``'s wrappers refuse a stride > 1 together with a dilation
+    > 1 (ESPNetv2's strided EESP branches); the raw ops run it and convert to one TFLite op carrying
+    both stride and dilation factors, which XNNPACK runs."""
+    if max(strides) == 1 or max(dil) == 1:
+        fn = tf.nn.depthwise_conv2d if depthwise else tf.nn.conv2d
+        return fn(t, tf.constant(filt), [1, *strides, 1], padding, dilations=dil)
+    fn = tf.raw_ops.DepthwiseConv2dNative if depthwise else tf.raw_ops.Conv2D
+    return fn(input=t, filter=tf.constant(filt), strides=[1, *strides, 1], padding=padding, dilations=[1, *dil, 1])
+
+
 @lowers("Conv")
 def conv(ctx, node):
     x = ctx.value(node.input[0])
@@ -45,21 +56,18 @@ def conv(ctx, node):
     out_c, in_per_group = w.shape[0], w.shape[1]
     in_c = int(x.t.shape[3])
     if group == 1:
-        y = tf.nn.conv2d(t, tf.constant(w.transpose(2, 3, 1, 0)), [1, *strides, 1], padding, dilations=dil)
+        y = _conv2d(t, w.transpose(2, 3, 1, 0), strides, padding, dil)
     elif group == in_c and in_per_group == 1:
         mult = out_c // in_c
         filt = w.reshape(in_c, mult, *kernel).transpose(2, 3, 0, 1)
-        y = tf.nn.depthwise_conv2d(t, tf.constant(filt), [1, *strides, 1], padding, dilations=dil)
+        y = _conv2d(t, filt, strides, padding, dil, depthwise=True)
     else:
         # Grouped convolution: SPLIT the input, one CONV_2D per group, CONCATENATION; every
         # piece is an op XNNPACK runs, so the graph stays in one partition.
         pieces = xnn.split(t, group, axis=3)
         og = out_c // group
-        outs = [
-            tf.nn.conv2d(p, tf.constant(w[i * og:(i + 1) * og].transpose(2, 3, 1, 0)), [1, *strides, 1],
-                         padding, dilations=dil)
-            for i, p in enumerate(pieces)
-        ]
+        outs = [_conv2d(p, w[i * og:(i + 1) * og].transpose(2, 3, 1, 0), strides, padding, dil)
+                for i, p in enumerate(pieces)]
         y = xnn.concat(outs, axis=3)
     if b is not None:
         y = tf.nn.bias_add(y, tf.constant(b))
@@ -146,6 +154,23 @@ def average_pool(ctx, node):
     filt = np.full((kernel[0], kernel[1], c, 1), 1.0 / (kernel[0] * kernel[1]), np.float32)
     y = tf.nn.depthwise_conv2d(t, tf.constant(filt), [1, *strides, 1], padding)
     return [Value(y, nhwc=True, nonneg=x.nonneg)]
+
+
+@lowers("BatchNormalization")
+def batch_norm(ctx, node):
+    """Inference BatchNorm not folded into a convolution (ESPNetv2's BN after a concatenation): a 1x1
+    depthwise convolution with bias, one op XNNPACK runs, with per-channel int8 weights."""
+    x = ctx.value(node.input[0])
+    if len(node.output) > 1 or attrs(node).get("training_mode", 0) or not (x.nhwc or x.rank == 2):
+        raise UnsupportedOpError("BatchNormalization", node.name, "only inference BN on NCHW or [N, C] is lowered")
+    gamma, beta, mean, var = (ctx.const(n).astype(np.float64) for n in node.input[1:5])
+    scale = gamma / np.sqrt(var + float(attrs(node).get("epsilon", 1e-5)))
+    shift = (beta - mean * scale).astype(np.float32)
+    if not x.nhwc:
+        return [Value(x.t * tf.constant(scale.astype(np.float32)) + tf.constant(shift))]
+    filt = scale.astype(np.float32).reshape(1, 1, -1, 1)
+    y = tf.nn.depthwise_conv2d(x.t, tf.constant(filt), [1, 1, 1, 1], "VALID")
+    return [Value(tf.nn.bias_add(y, tf.constant(shift)), nhwc=True)]
 
 
 @lowers("GlobalAveragePool")

@@ -136,6 +136,21 @@ def div(ctx, node):
     return [Value(a.t / b.t, nhwc=nhwc)]
 
 
+@lowers("PRelu")
+def prelu(ctx, node):
+    """relu(x) + (−α)·relu(−x) with α shaped [1, 1, C]: the form the TF converter fuses into one PRELU,
+    which XNNPACK runs in float. XNNPACK has no int8 PRELU: int8 graphs rewrite PRelu first
+    (``prelu.prelu_int8_form``)."""
+    x = ctx.value(node.input[0])
+    if not ctx.is_const(node.input[1]):
+        raise UnsupportedOpError("PRelu", node.name, "only a constant slope is lowered")
+    alpha = _const_for(ctx, node.input[1], x.nhwc)
+    if x.nhwc and alpha.size == 1:
+        alpha = np.full((1, 1, int(x.t.shape[3])), alpha.item(), np.float32)
+    y = tf.nn.relu(x.t) + tf.constant(-alpha) * tf.nn.relu(-x.t)
+    return [Value(y, nhwc=x.nhwc, nonneg=x.nonneg)]
+
+
 @lowers("Softmax")
 def softmax(ctx, node):
     x = ctx.value(node.input[0])

@@ -19,6 +19,7 @@ from mobile_export.convert.graph import consumers_of as _consumers
 from mobile_export.convert.graph import initializers as _initializers
 
 from .hard_activations import defer_hard_activations
+from .prelu import prelu_int8_form
 from .registry import as_int_list
 from .shuffle_routing import route_shuffle_split
 
@@ -226,7 +227,8 @@ def push_relu_through_concat(graph: onnx.GraphProto, recipe: list[str]) -> None:
 
 def run_passes(proto: onnx.ModelProto, int8_forms: bool = False) -> tuple[onnx.ModelProto, list[str]]:
     """Every rewrite in order on a copy of ``proto``; ``int8_forms`` adds the int8 forms of the hard
-    activations (``hard_activations``: fewer elementwise ops; float keeps XNNPACK's fused HARD_SWISH)."""
+    activations (``hard_activations``: fewer elementwise ops; float keeps XNNPACK's fused HARD_SWISH)
+    and of PReLU (``prelu``: XNNPACK has no int8 PRELU; float keeps the one PRELU op)."""
     model = copy_model(proto)
     recipe: list[str] = []
     constants_to_initializers(model.graph)
@@ -239,5 +241,6 @@ def run_passes(proto: onnx.ModelProto, int8_forms: bool = False) -> tuple[onnx.M
     drop_unused_initializers(model.graph)
     if int8_forms:
         defer_hard_activations(model.graph, recipe)
+        prelu_int8_form(model.graph, recipe)
         drop_unused_initializers(model.graph)
     return model, recipe
