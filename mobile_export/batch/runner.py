@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mobile_export import artifacts
-from mobile_export.errors import MatrixError
+from mobile_export.errors import UserError
 
 from . import table
 from .cell import ONE_THREAD_ENV, Blob, blobs_for, error_row, pack, run_cell
@@ -156,7 +156,7 @@ def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose
         try:
             ray.init(**init)
         except (ConnectionError, ValueError, RuntimeError) as e:
-            raise MatrixError(f"cannot reach the Ray cluster at {address} ({e}); check --address "
+            raise UserError(f"cannot reach the Ray cluster at {address} ({e}); check --address "
                               "(auto, or ray://HOST:10001) and that `ray status` works there.") from None
     task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=True,
                       runtime_env={"env_vars": ONE_THREAD_ENV})(_ray_cell)
