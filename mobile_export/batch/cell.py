@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_export.options import Precision
+
 from .matrix import PATH_KEYS, Cell
 
 CACHE_ENV = "MOBILE_EXPORT_BATCH_CACHE"
@@ -98,7 +100,7 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
         opts = cell.export_options(out_dir=Path(work) / "dist",
                                    weights=str(local["weights"]) if "weights" in local else cell.weights,
                                    calibration=named.get("calibration", cell.calibration)
-                                   if cell.precision == "int8" else None)
+                                   if cell.precision is Precision.INT8 else None)
         res = export(cell.model, opts)
         t_export = time.perf_counter() - t0
         v = validate(res.tflite_path, reference=cell.model, weights=opts.weights,
@@ -122,7 +124,7 @@ def summarize(cell: Cell, res, v) -> dict[str, Any]:
     if not res.passed:
         failed.insert(0, "export checks failed: " + "; ".join(res.warnings[:3]))
     return {
-        "id": cell.id, "model": cell.model, "precision": cell.precision, "input_size": cell.input_size,
+        "id": cell.id, "model": cell.model, "precision": cell.precision.value, "input_size": cell.input_size,
         "status": "pass" if res.passed and v.passed else "fail",
         "sqnr_db": fid.get("sqnr_db"), "max_rel": fid.get("max_rel"), "top1_agreement": fid.get("top1_agreement"),
         "partitions": res.report["xnnpack"]["partitions"], "outside": len(res.report["xnnpack"]["outside"]),
@@ -142,7 +144,7 @@ def error_row(cell: Cell, error: BaseException | str, *, kind: str = "error", ex
     """The row of a cell that raised, lost its worker twice, or was cancelled."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     first = (text.strip().splitlines() or [""])[0][:300]
-    return {"id": cell.id, "model": cell.model, "precision": cell.precision, "input_size": cell.input_size,
+    return {"id": cell.id, "model": cell.model, "precision": cell.precision.value, "input_size": cell.input_size,
             "status": kind, "error": first, "exit_code": exit_code,
             "traceback": None if isinstance(error, str) else "".join(traceback.format_exception(error))[-4000:]}
 

@@ -65,7 +65,7 @@ class Cell:
     """One export + validation of the matrix, everything resolved (paths absolute)."""
 
     model: str
-    precision: str
+    precision: Precision
     input_size: int
     weights: str | None = None
     calibration: str | None = None
@@ -73,7 +73,7 @@ class Cell:
     data: str | None = None
     num: int | None = None
     gate: str | None = None
-    input: str = "pixels"
+    input: InputKind = InputKind.PIXELS
     softmax: bool = False
     latency_runs: int = 10
     seed: int = 0
@@ -82,18 +82,19 @@ class Cell:
     @property
     def id(self) -> str:
         """Folder name under --out: ``model/precision-SIZE`` (+ ``-normalized``, ``-softmax``)."""
-        tail = ("-normalized" if self.input == InputKind.NORMALIZED.value else "") + ("-softmax" if self.softmax else "")
-        return f"{self.model}/{self.precision}-{self.input_size}{tail}"
+        tail = ("-normalized" if self.input is InputKind.NORMALIZED else "") + ("-softmax" if self.softmax else "")
+        return f"{self.model}/{self.precision.value}-{self.input_size}{tail}"
 
     def spec(self) -> dict[str, Any]:
         """What defines the cell's result (for --resume): its settings with paths as the file gave them."""
         d = asdict(self)
         d.pop("labels")
+        d["precision"], d["input"] = self.precision.value, self.input.value
         d.update({k: self.labels.get(k, d[k]) for k in PATH_KEYS if d[k] is not None})
         return d
 
     def export_options(self, **overrides) -> ExportOptions:
-        int8 = self.precision == Precision.INT8.value
+        int8 = self.precision is Precision.INT8
         kw = dict(precision=self.precision, weights=self.weights, input_size=self.input_size, input=self.input,
                   softmax=self.softmax, seed=self.seed,
                   calibration=self.calibration if int8 else None,
@@ -208,8 +209,11 @@ def _cells(name: str, s: dict, path: Path) -> list[Cell]:
                         not (k == "data" and kw[k] in NAMED_DATA):
                     kw[k] = _resolve_path(_expand(kw[k], where), path.parent, where, k)
             try:
+                if "input" in kw:
+                    kw["input"] = InputKind.parse(kw["input"])
                 config = configure(name, weights=kw.get("weights"), input_size=size)
-                cell = Cell(model=name, precision=str(precision), input_size=config.input_size, labels=labels, **kw)
+                cell = Cell(model=name, precision=Precision.parse(precision), input_size=config.input_size,
+                            labels=labels, **kw)
                 cell.export_options()
                 if cell.gate:
                     from mobile_export.validation.gate import read_gate_file
