@@ -177,3 +177,28 @@ def test_interrupt_writes_the_partial_table_marked_incomplete(tmp_path):
     assert doc["complete"] is False and [r["status"] for r in doc["rows"]] == ["pass", "cancelled"]
     assert "INCOMPLETE" in (tmp_path / "out" / "batch.md").read_text()
     assert (tmp_path / "out" / "squeezenet1_1" / "fp32-32" / "model.tflite").is_file()
+
+
+def test_table_names_failed_and_errored_cells(tmp_path):
+    from mobile_export.batch import table
+    from mobile_export.batch.runner import BatchResult
+
+    m = load_matrix(_matrix(tmp_path, 'models = ["squeezenet1_1", "mobilenet_v1_x0_5"]\nprecisions = ["int8"]'
+                                      '\nweights = "cifar10"'))
+    drop = {"drop_pp": 0.5, "ci_low_pp": 0.2, "ci_high_pp": 0.8}
+    fail = {"id": m.cells[0].id, "status": "fail", "samples": 100, "torch_top1": 0.7, "tflite_top1": 0.695,
+            "drop": drop, "sqnr_db": 30.0, "top1_agreement": 0.98, "partitions": 1, "outside": 0,
+            "latency_ms": 0.5, "failed": ["max_top1_drop_pp: measured 0.5, allowed <= 0.3"], "seconds": {"export": 1}}
+    err = {"id": m.cells[1].id, "status": "error", "error": "WeightsError: bad file", "exit_code": 2}
+    res = BatchResult(tmp_path / "out", [fail, err], seconds=3.0)
+    assert res.exit_code == 2
+    table.write_all(res, m)
+    md = (tmp_path / "out" / "batch.md").read_text()
+    assert "| squeezenet1_1/int8-32 | 100 | 70.00% | 69.50% | +0.50 pp (+0.20 .. +0.80) | 30.0 dB |" in md
+    assert "**FAIL**" in md and "ERROR: WeightsError: bad file" in md
+    assert "- squeezenet1_1/int8-32: max_top1_drop_pp: measured 0.5" in md
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert junit.count("<testcase") == 2 and junit.count("<failure") == 2
+    assert "<img" in (tmp_path / "out" / "batch.html").read_text()
+    assert json.loads((tmp_path / "out" / "batch.json").read_text())["exit_code"] == 2
+    assert BatchResult(tmp_path, [fail]).exit_code == 1 and BatchResult(tmp_path, [], complete=False).exit_code == 130
