@@ -151,14 +151,15 @@ weights = "bad.pt"
 """))
     res = run_batch(m, tmp_path / "out", num_cpus=2, cell_fn=_crash_first_attempt)
     ok, bad = res.rows
-    assert ok["status"] == "pass" and (tmp_path / "squeezenet1_1_fp32-32.attempts").read_text() == "xx"
+    attempts = {c.model: tmp_path / (c.id.replace("/", "_") + ".attempts") for c in m.cells}
+    assert ok["status"] == "pass" and attempts["squeezenet1_1"].read_text() == "xx"
     assert bad["status"] == "error" and "not a plain state_dict" in bad["error"], bad
     assert "bad.pt" in bad["error"]
     # a path as weights: the model's default input size (224); crashed, then raised: 2 attempts
-    assert (tmp_path / "mobilenet_v1_x0_5_fp32-224.attempts").read_text() == "xx"
+    assert m.cells[1].input_size == 224 and attempts["mobilenet_v1_x0_5"].read_text() == "xx"
     assert res.exit_code == 2  # a bad input, not a gate failure
     md = (tmp_path / "out" / "batch.md").read_text()
-    assert "ERROR:" in md and (tmp_path / "out" / "squeezenet1_1" / "fp32-32" / "model.tflite").is_file()
+    assert "ERROR:" in md and (tmp_path / "out" / m.cells[0].id / "model.tflite").is_file()
 
 
 def _interrupt_second(cell, blobs):
@@ -176,7 +177,7 @@ def test_interrupt_writes_the_partial_table_marked_incomplete(tmp_path):
     doc = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert doc["complete"] is False and [r["status"] for r in doc["rows"]] == ["pass", "cancelled"]
     assert "INCOMPLETE" in (tmp_path / "out" / "batch.md").read_text()
-    assert (tmp_path / "out" / "squeezenet1_1" / "fp32-32" / "model.tflite").is_file()
+    assert (tmp_path / "out" / m.cells[0].id / "model.tflite").is_file()
 
 
 def test_table_names_failed_and_errored_cells(tmp_path):
@@ -194,9 +195,9 @@ def test_table_names_failed_and_errored_cells(tmp_path):
     assert res.exit_code == 2
     table.write_all(res, m)
     md = (tmp_path / "out" / "batch.md").read_text()
-    assert "| squeezenet1_1/int8-32 | 100 | 70.00% | 69.50% | +0.50 pp (+0.20 .. +0.80) | 30.0 dB |" in md
+    assert f"| {m.cells[0].id} | 100 | 70.00% | 69.50% | +0.50 pp (+0.20 .. +0.80) | 30.0 dB |" in md
     assert "**FAIL**" in md and "ERROR: WeightsError: bad file" in md
-    assert "- squeezenet1_1/int8-32: max_top1_drop_pp: measured 0.5" in md
+    assert f"- {m.cells[0].id}: max_top1_drop_pp: measured 0.5" in md
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert junit.count("<testcase") == 2 and junit.count("<failure") == 2
     assert "<img" in (tmp_path / "out" / "batch.html").read_text()
