@@ -8,64 +8,50 @@ from pathlib import Path
 from mobile_export.errors import InvalidOptionError
 
 
-class Precision(str, enum.Enum):
+class _Option(str, enum.Enum):
+    """An option's closed set of values; ``parse`` turns a user's string into a member or says what to pass."""
+
+    @classmethod
+    def parse(cls, value):
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise InvalidOptionError(f"{_NAMED_BY[cls.__name__]} must be one of {choices}, got {value!r}.") from None
+
+
+class Precision(_Option):
     FP32 = "fp32"
     FP16 = "fp16"  # float16 weights, float I/O
     INT8 = "int8"  # full-integer post-training quantization
     DYNAMIC = "dynamic"  # dynamic-range quantization (int8 weights, float activations)
 
-    @classmethod
-    def parse(cls, value: "str | Precision") -> "Precision":
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidOptionError(
-                f"precision must be one of {', '.join(p.value for p in cls)}, got {value!r}."
-            ) from None
 
-
-class IOType(str, enum.Enum):
+class IOType(_Option):
     """Input/output tensor type of an int8 model."""
 
     INT8 = "int8"
     UINT8 = "uint8"
     FLOAT = "float"
 
-    @classmethod
-    def parse(cls, value: "str | IOType") -> "IOType":
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidOptionError(f"--io must be one of int8, uint8, float, got {value!r}.") from None
 
-
-class InputKind(str, enum.Enum):
+class InputKind(_Option):
     """What the model's input tensor holds."""
 
     PIXELS = "pixels"          # raw RGB 0..255 (uint8 for int8 models, float32 otherwise), normalized inside
     NORMALIZED = "normalized"  # (pixel / 255 - mean) / std, normalized by the client
 
-    @classmethod
-    def parse(cls, value: "str | InputKind") -> "InputKind":
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidOptionError(f"--input must be pixels or normalized, got {value!r}.") from None
 
-
-class Runtime(str, enum.Enum):
+class Runtime(_Option):
     """Where validate runs the TFLite model."""
 
     HOST = "host"  # ai-edge-litert on this machine
     QEMU = "qemu"  # emulated ARM core (qemu-aarch64), instruction counts
     ADB = "adb"    # a device over adb
 
-    @classmethod
-    def parse(cls, value: "str | Runtime") -> "Runtime":
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidOptionError(f"runtime '{value}' is not available; use --runtime host, qemu or adb.") from None
+
+# How the messages name each option (an Enum cannot hold a plain class attribute: it would be a member).
+_NAMED_BY = {"Precision": "precision", "IOType": "--io", "InputKind": "--input", "Runtime": "--runtime"}
 
 
 @dataclass(frozen=True)
