@@ -7,6 +7,8 @@ ai-edge-quantizer's recorded ranges because it needs no second tool, the ranges 
 op that produces them, and the same lowering serves float and int8.
 
 - ReLU6 outputs get exactly [0, 6] and hard-sigmoid outputs [0, 1] (see ``ops_elementwise``).
+- A tensor read only by a saturating gate (squeeze-excitation's relu6(x+3), a sigmoid) gets the gate's
+  window, e.g. [-3, 3] (``narrow_saturated``): exact, since int8 saturation beyond it changes nothing.
 - Unbounded tensors that TFLite materialises (residual adds, linear bottlenecks, logits, SE
   products, pooled features) get a range from calibration activations by the recipe's method:
   ``minmax``, ``percentile`` or ``mse`` (the clip that minimises int8 quantization error).
@@ -19,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+from onnx import numpy_helper
 from tqdm import tqdm
 
 from mobile_export.convert.graph import attrs, consumers_of, producers_of
@@ -210,8 +213,74 @@ def plan_ranges(lowered, calib_nhwc: np.ndarray, recipe: Recipe, seed: int = 0,
         los, his = zip(*(estimate_range(acts[m], recipe.method_for(m), recipe.percentile) for m in members))
         for m in members:
             ranges[m] = (min(los), max(his))
+    narrow_saturated(lowered.model.graph, ranges)
     xnnpack_safe(lowered.model.graph, ranges)
     return ranges
+
+
+# An int8 LOGISTIC's output (scale 1/256) is 0 or 255/256 for |x| ≥ ln(511) ≈ 6.24: beyond, x is irrelevant.
+SIGMOID_WINDOW = (-6.25, 6.25)
+
+
+def saturation_window(node, consumers, inits) -> tuple[str, float, float] | None:
+    """``(x, lo, hi)`` when ``node`` is a gate outside whose window [lo, hi] its output no longer changes
+    with its input x: ``clip(x + c, a, b)`` (hard-sigmoid's relu6(x+3)) or an int8 sigmoid."""
+    if node.op_type == "Sigmoid":
+        return node.input[0], *SIGMOID_WINDOW
+    if node.op_type != "Add" or len(consumers.get(node.output[0], [])) != 1:
+        return None
+    clip, (x, c) = consumers[node.output[0]][0], node.input
+    if c not in inits:
+        x, c = c, x
+    if clip.op_type != "Clip" or c not in inits or x in inits or len(clip.input) < 3:
+        return None
+    if not all(b in inits for b in clip.input[1:3]) or numpy_helper.to_array(inits[c]).size != 1:
+        return None
+    shift = float(numpy_helper.to_array(inits[c]))
+    a, b = (float(numpy_helper.to_array(inits[i])) for i in clip.input[1:3])
+    return x, a - shift, b - shift
+
+
+def _min_width_for_producer(producer, ranges, inits) -> float | None:
+    """The narrowest int8 range a Conv/Gemm output may get before its requantization ratio (input scale x
+    weight scale / output scale) passes XNNPACK's safe bound; None when it cannot be known here."""
+    if producer is None or producer.op_type not in ("Conv", "Gemm", "MatMul") or len(producer.input) < 2:
+        return None
+    x, w = producer.input[0], producer.input[1]
+    if x not in ranges or w not in inits:
+        return None
+    w = numpy_helper.to_array(inits[w])
+    per_out = 1 if producer.op_type == "MatMul" or (producer.op_type == "Gemm" and not attrs(producer).get("transB", 0)) \
+        else 0
+    w_scale = float(np.abs(np.moveaxis(w, per_out, 0)).reshape(w.shape[per_out], -1).max(axis=1).max()) / 127.0
+    in_scale = (ranges[x][1] - ranges[x][0]) / 255.0
+    return 255.0 * in_scale * w_scale / ADD_SAFE_RATIO
+
+
+def narrow_saturated(graph, ranges: dict[str, tuple[float, float]]) -> None:
+    """Pin the range of a tensor whose only use is a saturating gate (squeeze-excitation's relu6(x+3) or
+    sigmoid) to the gate's window: int8 saturation beyond it gives the same gate, so the narrowing is
+    exact and the window gets all 256 steps. With a wide calibrated x (untrained or golden weights: x
+    spans thousands) this is also what keeps relu6(x+3)'s ADD inside XNNPACK without coarsening the
+    gate to a step of several units. Widened again only as far as the producing convolution's
+    requantization limit needs; a producer whose limit cannot be checked keeps the calibrated range."""
+    consumers, producers = consumers_of(graph), producers_of(graph)
+    inits = {i.name: i for i in graph.initializer}
+    grouped = {m for g in shared_scale_groups(graph) for m in g}
+    for node in graph.node:
+        found = saturation_window(node, consumers, inits)
+        if found is None or found[0] not in ranges or found[0] in grouped or len(consumers[found[0]]) != 1:
+            continue
+        x, lo, hi = found
+        lo, hi = max(ranges[x][0], min(lo, 0.0)), min(ranges[x][1], max(hi, 0.0))
+        need = _min_width_for_producer(producers.get(x), ranges, inits)
+        if need is None or hi - lo <= 0:
+            continue
+        if hi - lo < need:
+            f = need / (hi - lo)
+            lo, hi = lo * f, hi * f
+        if hi - lo < ranges[x][1] - ranges[x][0]:
+            ranges[x] = (lo, hi)
 
 
 def xnnpack_safe(graph, ranges: dict[str, tuple[float, float]]) -> None:
