@@ -30,6 +30,9 @@ What it does:
   decoded image, exactly the validator's path), every epoch and at the end.
 * resumable: model + optimizer + scheduler + epoch + RNG states are saved after every epoch in
   ``~/.cache/mobile-export/train/<model>_<weights-name>_s<size>/last.pt``; ``--resume`` continues from it.
+* speed: ``--compile`` trains through ``torch.compile`` (inductor), which fuses the many small ops of
+  squeeze-excitation / Ghost blocks: GhostNet 1.0 at 32 px measured 1.9 s instead of 2.9 s a step
+  (``--bench``, one thread, on a loaded machine); evaluation and the saved state_dict are unchanged.
 * output: ``<out>/<model>_<weights-name>.pt`` (float32 state_dict, ``torch.load(weights_only=True)``)
   and ``<out>/<model>_<weights-name>.json`` (the sidecar ``models/shipped.py`` registers). Shipped
   checkpoints are then stored in float16 by ``tools/pack_checkpoint.py`` (half the size, re-measured).
