@@ -364,6 +364,18 @@ def test_int8_with_golden_weights_is_one_partition_within_xnnpack_limits(name, t
 
 
 @pytest.mark.slow
+def test_golden_ghostnet_se_gates_stay_inside_xnnpack_and_alive(tmp_path, golden_fill):
+    """At 128 px the golden-filled GhostNet's SE projections span ~10⁵. Calibrated to that range, the
+    hard-sigmoid gate relu6(x+3) needed a step of tens (every gate 0) and its ADD fell below XNNPACK's
+    2⁻¹⁰ scale limit: 2 partitions, 3.9 dB. The gate input now gets the gate's window [-3, 3]
+    (quantize.ranges.narrow_saturated): one partition, 10.2 dB."""
+    res = _int8("ghostnet_1_0", tmp_path, input_size=128, weights=_golden_weights("ghostnet_1_0", golden_fill, tmp_path))
+    x = res.report["xnnpack"]
+    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
+    assert res.report["int8"]["chosen"]["sqnr_db"] > 8.0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in list_models() if "cifar10" in get_spec(n).weights])
 def test_int8_with_the_shipped_cifar10_checkpoint_is_one_partition(name, tmp_path):
     res = _int8(name, tmp_path, weights="cifar10", input_size=None)
