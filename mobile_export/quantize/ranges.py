@@ -21,10 +21,9 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnx import numpy_helper
 from tqdm import tqdm
 
-from mobile_export.convert.graph import attrs, consumers_of, producers_of
+from mobile_export.convert.graph import attrs, consumers_of, initializer_arrays, producers_of
 from mobile_export.runtimes.xnnpack_limits import ADD_SAFE_MIN_RATIO, ADD_SAFE_RATIO
 
 log = logging.getLogger(__name__)
@@ -234,10 +233,9 @@ def saturation_window(node, consumers, inits) -> tuple[str, float, float] | None
         x, c = c, x
     if clip.op_type != "Clip" or c not in inits or x in inits or len(clip.input) < 3:
         return None
-    if not all(b in inits for b in clip.input[1:3]) or numpy_helper.to_array(inits[c]).size != 1:
+    if not all(b in inits for b in clip.input[1:3]) or inits[c].size != 1:
         return None
-    shift = float(numpy_helper.to_array(inits[c]))
-    a, b = (float(numpy_helper.to_array(inits[i])) for i in clip.input[1:3])
+    shift, a, b = (float(inits[i]) for i in (c, *clip.input[1:3]))
     return x, a - shift, b - shift
 
 
@@ -249,10 +247,7 @@ def _min_width_for_producer(producer, ranges, inits) -> float | None:
     x, w = producer.input[0], producer.input[1]
     if x not in ranges or w not in inits:
         return None
-    w = numpy_helper.to_array(inits[w])
-    per_out = 1 if producer.op_type == "MatMul" or (producer.op_type == "Gemm" and not attrs(producer).get("transB", 0)) \
-        else 0
-    w_scale = float(np.abs(np.moveaxis(w, per_out, 0)).reshape(w.shape[per_out], -1).max(axis=1).max()) / 127.0
+    w_scale = float(np.abs(inits[w]).max()) / 127.0  # the largest per-channel int8 weight scale
     in_scale = (ranges[x][1] - ranges[x][0]) / 255.0
     return 255.0 * in_scale * w_scale / ADD_SAFE_RATIO
 
@@ -265,7 +260,7 @@ def narrow_saturated(graph, ranges: dict[str, tuple[float, float]]) -> None:
     gate to a step of several units. Widened again only as far as the producing convolution's
     requantization limit needs; a producer whose limit cannot be checked keeps the calibrated range."""
     consumers, producers = consumers_of(graph), producers_of(graph)
-    inits = {i.name: i for i in graph.initializer}
+    inits = initializer_arrays(graph)
     grouped = {m for g in shared_scale_groups(graph) for m in g}
     for node in graph.node:
         found = saturation_window(node, consumers, inits)
