@@ -17,7 +17,7 @@ class _Option(str, enum.Enum):
             return cls(value)
         except ValueError:
             choices = ", ".join(m.value for m in cls)
-            raise InvalidOptionError(f"{_NAMED_BY[cls.__name__]} must be one of {choices}, got {value!r}.") from None
+            raise InvalidOptionError(f"{_NAMED_BY[cls]} must be one of {choices}, got {value!r}.") from None
 
 
 class Precision(_Option):
@@ -50,8 +50,8 @@ class Runtime(_Option):
     ADB = "adb"    # a device over adb
 
 
-# How the messages name each option (an Enum cannot hold a plain class attribute: it would be a member).
-_NAMED_BY = {"Precision": "precision", "IOType": "--io", "InputKind": "--input", "Runtime": "--runtime"}
+# How the messages name each option, keyed by class (an Enum cannot hold a plain class attribute: it would be a member).
+_NAMED_BY = {Precision: "precision", IOType: "--io", InputKind: "--input", Runtime: "--runtime"}
 
 
 @dataclass(frozen=True)
