@@ -1,7 +1,7 @@
 """Where the instructions go: per-layer instruction counts of an int8 (or fp32) model on emulated ARM.
 
     python tools/arm_profile.py MODEL.onnx --name NAME [--int8 --calibration DIR] [--cpu cortex-a76]
-        [--every 1] [--json out.json]
+        [--every 1] [--bypass Add,Mul,HardSwish] [--json out.json]
 
 XNNPACK runs the whole graph as one delegate node, so per-op costs are measured by difference: the
 graph is cut after ONNX node k (the prefix's outputs are every tensor a later node still reads),
@@ -65,6 +65,46 @@ def profile(proto, config, calib_nhwc: np.ndarray | None, cpu: str, every: int) 
     return rows
 
 
+def bypass(proto, op_types: set[str]):
+    """A copy of ``proto`` in which every node of ``op_types`` passes through its input of the output's
+    shape, and nodes left without readers are pruned: a wrong function, kept only as a bound — what the
+    remaining ops cost with the bypassed ones free (e.g. ``Add,Mul,HardSwish``: convolutions alone)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(proto)
+    g = model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*g.value_info, *g.input, *g.output]}
+    shapes.update({i.name: list(i.dims) for i in g.initializer})
+    alias: dict[str, str] = {}
+    resolve = lambda n: resolve(alias[n]) if n in alias else n  # noqa: E731
+    kept = []
+    for node in g.node:
+        if node.op_type in op_types:
+            out = node.output[0]
+            alias[out] = next((i for i in node.input if shapes.get(i) == shapes.get(out)), node.input[0])
+            continue
+        node.input[:] = [resolve(i) for i in node.input]
+        kept.append(node)
+    for o in g.output:
+        if o.name in alias:
+            kept.append(onnx.helper.make_node("Identity", [resolve(o.name)], [o.name]))
+    while True:
+        read = {i for n in kept for i in n.input} | {o.name for o in g.output}
+        live = [n for n in kept if any(o in read for o in n.output)]
+        if len(live) == len(kept):
+            break
+        kept = live
+    del g.node[:]
+    g.node.extend(kept)
+    read = {i for n in kept for i in n.input}
+    inits = [i for i in g.initializer if i.name in read]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    del g.value_info[:]
+    return model
+
+
 def by_op(rows: list[dict]) -> dict[str, float]:
     """Instructions per ONNX op type (a cut's delta split evenly over its nodes)."""
     out: dict[str, float] = defaultdict(float)
@@ -83,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=64)
     ap.add_argument("--cpu", default="cortex-a76")
     ap.add_argument("--every", type=int, default=1, help="cut after every N-th node")
+    ap.add_argument("--bypass", default="", metavar="OPS",
+                    help="comma-separated ONNX op types made pass-throughs (a bound, not the model; see bypass())")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -96,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     proto = onnx.load(str(args.onnx))
+    if args.bypass:
+        proto = bypass(proto, set(args.bypass.split(",")))
     size = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][2]
     classes = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][-1]
     config = configure(args.name, input_size=size, num_classes=classes)

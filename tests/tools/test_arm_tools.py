@@ -31,3 +31,28 @@ def test_profile_cuts_keep_every_tensor_a_later_node_reads(tool):
     assert profile.live_tensors(nodes, 1, {"y"}) == ["a", "b"]     # the residual branch stays live
     assert profile.live_tensors(nodes, 2, {"y"}) == ["c"]
     assert profile.live_tensors(nodes, 3, {"y"}) == ["y"]
+
+
+def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_reads(tool):
+    """SE block y = x + x·hard_sigmoid(conv(pool(x))) with Add and Mul bypassed: y = x, the gate branch and
+    its weights gone; the Mul's full-shaped input is the one passed through even when it comes second."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, numpy_helper
+
+    profile = tool("arm_profile")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Conv", ["p", "w"], ["c"]),
+             helper.make_node("HardSigmoid", ["c"], ["g"]), helper.make_node("Mul", ["g", "x"], ["m"]),
+             helper.make_node("Add", ["x", "m"], ["y"])]
+    proto = helper.make_model(helper.make_graph(nodes, "se", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 13)])
+    out = profile.bypass(proto, {"Add", "Mul"})
+    assert [n.op_type for n in out.graph.node] == ["Identity"] and not out.graph.initializer
+    onnx.checker.check_model(out)
+    v = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    got = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": v})[0]
+    np.testing.assert_array_equal(got, v)
+    assert len(proto.graph.node) == 5  # the input model is left as it was
