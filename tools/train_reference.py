@@ -30,6 +30,8 @@ What it does:
   decoded image, exactly the validator's path), every epoch and at the end.
 * resumable: model + optimizer + scheduler + epoch + RNG states are saved after every epoch in
   ``~/.cache/mobile-export/train/<model>_<weights-name>_s<size>/last.pt``; ``--resume`` continues from it.
+* mixed input size: ``--low-res S:N`` trains the first N epochs at S px (a quarter of the cost at half the
+  size) and the rest at ``--input-size``, one schedule across both; ``--bench`` with it times the S px steps.
 * speed: ``--compile`` trains through ``torch.compile`` (inductor), which fuses the many small ops of
   squeeze-excitation / Ghost blocks: GhostNet 1.0 at 32 px measured 1.9 s instead of 2.9 s a step
   (``--bench``, one thread, on a loaded machine); evaluation and the saved state_dict are unchanged.
@@ -326,6 +328,16 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _low_res(text: str) -> tuple[int, int]:
+    try:
+        size, epochs = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not S:N (a size in px and a number of epochs), e.g. 32:20")
+    if size < 8 or epochs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: S must be at least 8 px and N at least 1 epoch")
+    return size, epochs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a registered zoo model, e.g. mobilenet_v3_small")
@@ -357,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-bias", type=float, default=None, metavar="B",
                     help="re-initialise the last conv/linear layer (Kaiming uniform weight, bias B) so logits that "
                          "pass through a ReLU (SqueezeNet) start alive; the architecture is unchanged")
+    ap.add_argument("--low-res", type=_low_res, metavar="S:N",
+                    help="mixed input size: the first N epochs at S px (about (S/size)² of the cost), the rest at "
+                         "--input-size; held-out top-1 is always measured at --input-size")
     ap.add_argument("--bench", type=int, default=0, metavar="STEPS",
                     help="time STEPS training steps, print the projected epoch time, write nothing")
     args = ap.parse_args(argv)
@@ -400,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, args.warmup))
     crit = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     tf = TrainTransform(args.input_size, mean, std)
+    low_size, low_epochs = args.low_res or (args.input_size, 0)
+    if low_epochs >= args.epochs:
+        raise SystemExit(f"--low-res {low_size}:{low_epochs} leaves no epoch at --input-size {args.input_size}; "
+                         f"give N below --epochs {args.epochs}.")
+    tf_low = TrainTransform(low_size, mean, std)
     net = torch.compile(model) if args.compile else model  # shares model's parameters
     images, labels = ds["images"], torch.from_numpy(ds["labels"])
 
@@ -410,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         for step in range(args.bench):
             idx = rng.choice(train_idx, size=args.batch, replace=False)
             t0 = time.perf_counter()
-            x = tf(images[idx], rng).to(memory_format=mf)
+            x = (tf_low if args.low_res else tf)(images[idx], rng).to(memory_format=mf)
             loss = crit(net(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -423,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         evaluate(model, xe.to(memory_format=mf), labels[hold_idx[:500]])
         tev = (time.perf_counter() - t0) * len(hold_idx) / 500
-        print(f"{args.model} @ {args.input_size}: {per * 1000:.0f} ms/step → {per * steps_per_epoch / 60:.1f} min/epoch"
+        print(f"{args.model} @ {low_size if args.low_res else args.input_size}: {per * 1000:.0f} ms/step → {per * steps_per_epoch / 60:.1f} min/epoch"
               f" + eval {tev:.0f}s (held-out preprocessing once {tprep:.0f}s)")
         return 0
 
@@ -433,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch, elapsed, history = 0, 0.0, []
     rng = np.random.default_rng(args.seed)
     run_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-               if k not in ("resume", "out", "workdir", "bench", "threads", "data")}
+               if k not in ("resume", "out", "workdir", "bench", "threads", "data") and not (k == "low_res" and v is None)}
     if args.resume:
         if not ckpt_path.is_file():
             raise SystemExit(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
@@ -463,11 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         perm = rng.permutation(train_idx)
         run_loss, run_correct, seen = 0.0, 0, 0
+        tf_epoch = tf_low if epoch < low_epochs else tf
         bar = tqdm(range(steps_per_epoch), desc=f"{args.model} epoch {epoch + 1}/{args.epochs}",
                    mininterval=30, file=sys.stderr, dynamic_ncols=False, ncols=100)
         for step in bar:
             idx = perm[step * args.batch:(step + 1) * args.batch]
-            x = tf(images[idx], rng).to(memory_format=mf)
+            x = tf_epoch(images[idx], rng).to(memory_format=mf)
             y = labels[idx]
             out = net(x)
             loss = crit(out, y)
@@ -548,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 "augmentation": "random crop 32x32 from zero-padded (4 px) image + horizontal flip, then the "
                                 "zoo's geometry for input_size (torch bilinear)",
                 "input_size": args.input_size,
+                **({"low_res": f"the first {low_epochs} epochs at {low_size} px"} if low_epochs else {}),
                 "normalization": args.norm,
                 "init": f"{args.init.name} (metadata.init_from)" if args.init else "random (zoo initialisation)" + (
                     f"; last layer Kaiming uniform with bias {args.head_bias:g} (logits pass a ReLU)"
