@@ -56,3 +56,27 @@ def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_read
     got = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": v})[0]
     np.testing.assert_array_equal(got, v)
     assert len(proto.graph.node) == 5  # the input model is left as it was
+
+
+def test_int8_ceiling_simulates_int8_only_at_the_ranged_tensors(tool):
+    """The ceiling's simulation quantizes exactly the tensors it is given ranges for: none → the float
+    graph; a fitting range → small error; a range that clips most values → large error."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    ceiling = tool("int8_ceiling")
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((10, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [w])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.standard_normal((6, 8, 8, 3)).astype(np.float32)
+    from mobile_export.convert.lowering import LoweredGraph
+
+    ref = ceiling.run_graph(LoweredGraph(proto), x, batch=1)
+    assert ceiling.simulated(proto, {}, x, ref)["sqnr_db"] > 100
+    fit = ceiling.simulated(proto, {"r": (0.0, float(ref.max()) * 4)}, x, ref)
+    clipped = ceiling.simulated(proto, {"r": (0.0, 0.05)}, x, ref)
+    assert 25 < fit["sqnr_db"] < 100 and clipped["sqnr_db"] < 10
