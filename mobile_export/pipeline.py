@@ -182,25 +182,25 @@ def fidelity_section(b: Build, outs, x: np.ndarray) -> dict[str, Any]:
     return fid
 
 
-def graph_section(b: Build) -> tuple[dict, dict, list[str]]:
-    """XNNPACK partitions, op counts, and what keeps an int8 model from being fully integer."""
+def graph_section(b: Build, graph) -> tuple[dict, dict, list[str]]:
+    """XNNPACK partitions, op counts, and what keeps an int8 model from being fully integer, all read
+    from ``graph`` (the model's ``runtimes.host.GraphView``) but the partitions."""
     from mobile_export.runtimes.host import fully_integer_violations, op_histogram, xnnpack_partitions
-
     from mobile_export.runtimes.xnnpack_limits import violations
 
     partitions = xnnpack_partitions(b.tflite)
-    partitions["limit_violations"] = [v.sentence() for v in violations(b.tflite)]
+    partitions["limit_violations"] = [v.sentence() for v in violations(graph)]
     if partitions["partitions"] != 1 or partitions["outside"]:
         b.warnings.append(f"XNNPACK splits the graph into {partitions['partitions']} partitions; "
                           f"outside: {', '.join(partitions['outside'][:5])}")
     b.warnings += partitions["limit_violations"][:5]
-    offending = fully_integer_violations(b.tflite) if b.int8 is not None else []
+    offending = fully_integer_violations(graph) if b.int8 is not None else []
     if offending:
         b.warnings.append(f"not fully integer: {', '.join(offending[:5])}")
-    return partitions, op_histogram(b.tflite), offending
+    return partitions, op_histogram(graph), offending
 
 
-def int8_section(b: Build, st: _Stages, offending: list[str], per_layer: dict | None) -> dict[str, Any]:
+def int8_section(b: Build, st: _Stages, graph, offending: list[str], per_layer: dict | None) -> dict[str, Any]:
     """The search's attempts and choice, and the per-layer table against the float graph."""
     q = b.int8
     if not q.chosen["meets_bar"]:
@@ -213,7 +213,7 @@ def int8_section(b: Build, st: _Stages, offending: list[str], per_layer: dict | 
         per_layer = st.run("per-layer int8 vs fp32", int8_per_layer, b, q.holdout.inputs)
     from mobile_export.runtimes.host import io_boundary
 
-    return {"fully_integer": not offending, "violations": offending, "io_boundary": io_boundary(b.tflite),
+    return {"fully_integer": not offending, "violations": offending, "io_boundary": io_boundary(graph),
             "chosen": q.chosen, "attempts": q.attempts,
             "holdout_samples": int(q.holdout.count), "equalized": q.equalized, "per_layer": per_layer}
 
@@ -241,7 +241,7 @@ def cifar10_accuracy(b: Build, tfl) -> dict:
                     data="cifar10 held-out (shipped, never trained on)")
 
 
-def measurements(b: Build, tfl, st: _Stages, offending: list[str], gate=None) -> tuple[dict, dict]:
+def measurements(b: Build, tfl, st: _Stages, graph, offending: list[str], gate=None) -> tuple[dict, dict]:
     """Latency on the host (and, for int8, the fp32 model's and the ratio), the int8 section, and
     the accuracy on held-out CIFAR-10 images for the shipped CIFAR-10 weights."""
     from mobile_export.runtimes.host import TFLiteModel
@@ -250,7 +250,7 @@ def measurements(b: Build, tfl, st: _Stages, offending: list[str], gate=None) ->
     if b.int8 is not None:
         latency["fp32_tflite_1_thread"] = TFLiteModel(b.int8.float_tflite).latency_ms()
         latency["int8_over_fp32"] = latency["tflite_1_thread"]["median_ms"] / latency["fp32_tflite_1_thread"]["median_ms"]
-        extra["int8"] = int8_section(b, st, offending, gate.per_layer() if gate else None)
+        extra["int8"] = int8_section(b, st, graph, offending, gate.per_layer() if gate else None)
     if b.config.weights_spec is not None and b.config.weights_spec.name == "cifar10":
         extra["accuracy"] = st.run("accuracy on held-out CIFAR-10", cifar10_accuracy, b, tfl)
     return latency, extra
@@ -279,7 +279,7 @@ def _prepare(name: str, options: ExportOptions | None, kwargs: dict) -> tuple[Ex
 def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportResult:
     """Export registered model ``name``; ``kwargs`` are ExportOptions fields (``precision="int8"``...)."""
     from mobile_export.reference import build_reference
-    from mobile_export.runtimes.host import TFLiteModel
+    from mobile_export.runtimes.host import GraphView, TFLiteModel
 
     options, config, gate_file = _prepare(name, options, kwargs)
     final_dir = options.out_dir / name / options.precision.value
@@ -297,8 +297,9 @@ def export(name: str, options: ExportOptions | None = None, **kwargs) -> ExportR
     x = gate.inputs() if gate else check_inputs_for(b)
     outs = gate.outputs(st) if gate else run_check(b, tfl, st, x)
     fid = fidelity_section(b, outs, x)
-    partitions, ops, offending = graph_section(b)
-    latency, extra = measurements(b, tfl, st, offending, gate)
+    graph = GraphView.of(b.tflite)  # one read of the stored graph for every check below
+    partitions, ops, offending = graph_section(b, graph)
+    latency, extra = measurements(b, tfl, st, graph, offending, gate)
     passed = bool(fid["passed"] and partitions["partitions"] == 1 and not partitions["outside"] and not offending)
     rep = export_md.build(manifest=manifest, config=config, precision=b.precision, warnings=b.warnings,
                           stages=st.times, fidelity=fid, partitions=partitions, ops=ops, latency=latency,

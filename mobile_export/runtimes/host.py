@@ -218,10 +218,29 @@ class TFLiteModel:
         return latency_summary(times)
 
 
-def op_histogram(model: bytes) -> dict[str, int]:
+@dataclass(frozen=True)
+class GraphView:
+    """A model's graph as stored (before any delegate), read once from one plain interpreter: what the
+    graph checks below (op counts, integer-ness, I/O boundary, XNNPACK scale limits) all read."""
+
+    ops: list[dict]
+    tensors: dict[int, dict]
+    inputs: frozenset[int]
+    outputs: frozenset[int]
+
+    @classmethod
+    def of(cls, model: "bytes | GraphView") -> "GraphView":
+        if isinstance(model, GraphView):
+            return model
+        interp = make_interpreter(model, xnnpack=False)
+        return cls(interp._get_ops_details(), {t["index"]: t for t in interp.get_tensor_details()},
+                   frozenset(d["index"] for d in interp.get_input_details()),
+                   frozenset(d["index"] for d in interp.get_output_details()))
+
+
+def op_histogram(model: bytes | GraphView) -> dict[str, int]:
     """Op counts of the model as stored (before any delegate)."""
-    interp = make_interpreter(model, xnnpack=False)
-    return dict(sorted(collections.Counter(op["op_name"] for op in interp._get_ops_details()).items()))
+    return dict(sorted(collections.Counter(op["op_name"] for op in GraphView.of(model).ops).items()))
 
 
 def xnnpack_partitions(model: bytes) -> dict:
@@ -284,15 +303,12 @@ def io_boundary_ops(ops: list[dict], model_inputs: set[int], model_outputs: set[
     return marked
 
 
-def fully_integer_violations(model: bytes) -> list[str]:
+def fully_integer_violations(model: bytes | GraphView) -> list[str]:
     """Ops that keep an int8 model from being fully integer: QUANTIZE/DEQUANTIZE inside the graph
     and float activations or weights. The I/O boundary (``io_boundary_ops``: a QUANTIZE at each end
     of a uint8 I/O model, the pixel-input prologue, the dequantized output) is not the model's compute."""
-    interp = make_interpreter(model, xnnpack=False)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    inputs = {d["index"] for d in interp.get_input_details()}
-    outputs = {d["index"] for d in interp.get_output_details()}
-    ops = interp._get_ops_details()
+    g = GraphView.of(model)
+    tensors, inputs, outputs, ops = g.tensors, g.inputs, g.outputs, g.ops
     boundary = {op["index"] for op in io_boundary_ops(ops, inputs, outputs)}
     out = []
     for op in ops:
@@ -309,10 +325,8 @@ def fully_integer_violations(model: bytes) -> list[str]:
     return out
 
 
-def io_boundary(model: bytes) -> list[str]:
+def io_boundary(model: bytes | GraphView) -> list[str]:
     """``io_boundary_ops`` of ``model`` as ``NAME#index`` (what the export report lists as float at the edges)."""
-    interp = make_interpreter(model, xnnpack=False)
-    inputs = {d["index"] for d in interp.get_input_details()}
-    outputs = {d["index"] for d in interp.get_output_details()}
-    ops = io_boundary_ops(interp._get_ops_details(), inputs, outputs)
+    g = GraphView.of(model)
+    ops = io_boundary_ops(g.ops, g.inputs, g.outputs)
     return [f"{op['op_name']}#{op['index']}" for op in sorted(ops, key=lambda o: o["index"])]

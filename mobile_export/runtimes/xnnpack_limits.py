@@ -70,14 +70,15 @@ def check(op: str, scales: list[np.ndarray]) -> float | None:
     return next((r for r in ratios(op, scales) if not limit.low <= r < limit.high), None)
 
 
-def violations(tflite: bytes) -> list[Violation]:
-    """Every int8 op of the model whose scales are outside XNNPACK's limits."""
-    from mobile_export.runtimes.host import make_interpreter
+def violations(tflite) -> list[Violation]:
+    """Every int8 op of the model (bytes, or a ``host.GraphView`` of it) whose scales are outside
+    XNNPACK's limits."""
+    from mobile_export.runtimes.host import GraphView
 
-    interp = make_interpreter(tflite, xnnpack=False)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    graph = GraphView.of(tflite)
+    tensors = graph.tensors
     found = []
-    for op in interp._get_ops_details():
+    for op in graph.ops:
         name = op["op_name"]
         if name not in LIMITS:
             continue

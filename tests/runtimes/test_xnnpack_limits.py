@@ -74,3 +74,26 @@ def test_range_planning_widens_a_fused_relu6_after_a_wide_add():
     xnnpack_safe(graph, wide)
     r_lo, r_hi = wide["r"]
     assert r_lo == 0.0 and 2000.0 / r_hi <= X.ADD_SAFE_RATIO
+
+
+def test_the_graph_checks_share_one_read_of_the_stored_graph(monkeypatch):
+    """The export reads its model's graph once (``host.GraphView``): op counts, integer-ness, the I/O
+    boundary and the scale limits given the view open no further interpreter, and say what they say on bytes."""
+    from mobile_export.convert.to_tflite import convert
+    from mobile_export.options import Precision
+    from mobile_export.runtimes import host
+
+    def fn(x):
+        x = tf.quantization.fake_quant_with_min_max_args(x * 1000.0, min=-1000.0, max=1000.0)
+        return {"y": tf.quantization.fake_quant_with_min_max_args(tf.nn.relu6(x + 3.0), min=0.0, max=6.0) * x}
+
+    data = np.random.default_rng(0).uniform(-1, 1, (8, 1, 4, 4, 2)).astype(np.float32)
+    tfl = convert(fn, (1, 4, 4, 2), input_name="x", precision=Precision.INT8, representative=lambda: iter(data))
+    on_bytes = (host.op_histogram(tfl), host.fully_integer_violations(tfl), host.io_boundary(tfl), X.violations(tfl))
+    opened = []
+    real = host.make_interpreter
+    monkeypatch.setattr(host, "make_interpreter", lambda *a, **k: opened.append(k) or real(*a, **k))
+    view = host.GraphView.of(tfl)
+    on_view = (host.op_histogram(view), host.fully_integer_violations(view), host.io_boundary(view), X.violations(view))
+    assert len(opened) == 1 and on_view == on_bytes
+    assert on_view[0]["ADD"] == 1 and [v.op.split("#")[0] for v in on_view[3]] == ["ADD"]
