@@ -139,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     proto = onnx.load(str(args.onnx))
     if args.bypass:
-        proto = bypass(proto, set(args.bypass.split(",")))
+        types = set(args.bypass.split(","))
+        missing = sorted(types - {n.op_type for n in proto.graph.node})
+        if missing:
+            print(f"arm_profile: error: --bypass names {', '.join(missing)}, which {args.onnx} has no node of; "
+                  "give ONNX op types of the model (e.g. Add,Mul,HardSwish).", file=sys.stderr)
+            return 2
+        proto = bypass(proto, types)
     size = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][2]
     classes = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][-1]
     config = configure(args.name, input_size=size, num_classes=classes)
