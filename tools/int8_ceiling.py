@@ -1,7 +1,7 @@
 """How good can any fully-integer int8 model of these weights be? An optimistic simulation beside ours.
 
     python tools/int8_ceiling.py NAME ... (--golden | --weights W) [--calibration DIR] [--num 200]
-        [--out DIST] [--json out.json]
+        [--out DIST] [--json out.json] [--solo K]
 
 TFLite int8 activations are per-tensor. This tool measures, on the same calibration images the export
 judges its int8 model on (fit part + held-back part), the logit SQNR and top-1 agreement vs fp32 of:
@@ -86,21 +86,21 @@ def ceiling(name: str, weights: str, calibration: str | None, num: int, out: Pat
     fit_acts = Q.collect_activations(float_graph, fit_x, names)
     all_acts = Q.collect_activations(float_graph, all_x, names)
 
-    def simulate(method, acts, x_fit):
+    def plan(method, acts, x_fit):
         r = Q.Recipe(recipe.name, method, recipe.percentile, recipe.overrides)
-        ranges = Q.plan_ranges(float_graph, x_fit, r, activations=acts)
-        return simulated(proto, ranges, all_x, ref)
+        return Q.plan_ranges(float_graph, x_fit, r, activations=acts)
 
     row = {"model": name, "images": len(all_x),
            "ours": {"sqnr_db": round(chosen["sqnr_db"], 2), "top1_agreement": round(chosen["top1_agreement"], 4),
                     "method": chosen["method"], "equalized": chosen["equalized"]}}
-    row["sim"] = {**simulate(Q.RangeMethod(chosen["method"]), fit_acts, fit_x), "method": chosen["method"]}
-    oracle = [{**simulate(m, all_acts, all_x), "method": m.value} for m in Q.CANDIDATE_METHODS]
+    sim_ranges = plan(Q.RangeMethod(chosen["method"]), fit_acts, fit_x)
+    row["sim"] = {**simulated(proto, sim_ranges, all_x, ref), "method": chosen["method"]}
+    oracle_ranges = {m: plan(m, all_acts, all_x) for m in Q.CANDIDATE_METHODS}
+    oracle = [{**simulated(proto, r, all_x, ref), "method": m.value} for m, r in oracle_ranges.items()]
     row["oracle"] = max(oracle, key=lambda o: (o["top1_agreement"], o["sqnr_db"]))
     row["oracle_all"] = oracle
     if solo:
-        r = Q.Recipe(recipe.name, Q.RangeMethod(row["oracle"]["method"]), recipe.percentile, recipe.overrides)
-        ranges = Q.plan_ranges(float_graph, all_x, r, activations=all_acts)
+        ranges = oracle_ranges[Q.RangeMethod(row["oracle"]["method"])]
         x = all_x[:SOLO_IMAGES]
         costs = []
         for t, rng in ranges.items():
