@@ -140,6 +140,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"int8_ceiling: error: unknown model {unknown[0]!r}; `mobile-export list` names them.", file=sys.stderr)
         return 2
+    from mobile_export.errors import UserError
+
     rows = []
     for name in args.names:
         if args.golden:
@@ -148,7 +150,11 @@ def main(argv=None) -> int:
             weights = str(golden_weights(name, args.out))
         else:
             weights = args.weights
-        rows.append(ceiling(name, weights, args.calibration, args.num, args.out, args.solo))
+        try:
+            rows.append(ceiling(name, weights, args.calibration, args.num, args.out, args.solo))
+        except UserError as e:  # bad --weights / --calibration / --out: the library's one sentence
+            print(f"int8_ceiling: error: {name}: {e}", file=sys.stderr)
+            return e.exit_code
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
     for r in rows:

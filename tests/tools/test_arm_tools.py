@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from onnx import helper
 
 
@@ -80,3 +82,16 @@ def test_int8_ceiling_simulates_int8_only_at_the_ranged_tensors(tool):
     fit = ceiling.simulated(proto, {"r": (0.0, float(ref.max()) * 4)}, x, ref)
     clipped = ceiling.simulated(proto, {"r": (0.0, 0.05)}, x, ref)
     assert 25 < fit["sqnr_db"] < 100 and clipped["sqnr_db"] < 10
+
+
+@pytest.mark.parametrize("bad", ["weights", "calibration"])
+def test_int8_ceiling_bad_input_is_one_sentence_exit_2(tool, tmp_path, capsys, bad):
+    """A --weights file or --calibration folder that does not exist: one sentence naming it, exit 2."""
+    ceiling = tool("int8_ceiling")
+    missing = str(tmp_path / "missing")
+    args = ["mobilenet_v3_small", "--out", str(tmp_path / "out"),
+            "--weights", missing if bad == "weights" else "cifar10"] + (["--calibration", missing] if bad == "calibration" else [])
+    assert ceiling.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("int8_ceiling: error: mobilenet_v3_small: ") and "missing" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
