@@ -107,15 +107,27 @@ def test_conv(build, shape, opset):
 
 @pytest.mark.parametrize("group, w_shape, bias", [(2, (6, 2, 3, 3), True), (4, (8, 2, 3, 3), False),
                                                   (8, (8, 2, 3, 3), True)])
-def test_conv_grouped_lowering_without_passes(monkeypatch, group, w_shape, bias):
-    """The Conv lowering's own grouped branch (SPLIT → CONV_2D per group → CONCATENATION), which
-    LoweredGraph normally never reaches because ``split_grouped_convs`` rewrites grouped convs."""
-    monkeypatch.setattr(lowered, "run_passes", lambda p, int8_forms=False: (copy_model(p), []))
+def test_conv_grouped_is_one_conv(group, w_shape, bias):
+    """A grouped (not depthwise) Conv lowers to one TF convolution whose filter has C/groups input
+    channels, stride and padding kept; converted, one CONV_2D, fp32 and int8, in one XNNPACK partition."""
     g = G((1, 2 * group, 6, 7))
     ins = ["x", g.w(*w_shape)] + ([g.w(w_shape[0])] if bias else [])
     proto = g.model(g.op("Conv", *ins, group=group, pads=[1, 1, 1, 1], strides=[1, 2]))
     assert LoweredGraph(proto).op_types() == ["Conv"]
     assert_matches(proto, g.sample())
+    from mobile_export.convert.to_tflite import convert
+    from mobile_export.options import Precision
+    from mobile_export.runtimes.host import fully_integer_violations, op_histogram, xnnpack_partitions
+
+    shape = (1, 6, 7, 2 * group)
+    rep = lambda: (np.random.default_rng(i).standard_normal(shape).astype(np.float32) for i in range(4))  # noqa: E731
+    fp32 = convert(LoweredGraph(proto), shape, input_name="x", precision=Precision.FP32)
+    int8 = convert(LoweredGraph(proto, fake_quant=True), shape, input_name="x", precision=Precision.INT8,
+                   representative=rep)
+    for tfl in (fp32, int8):  # (the TRANSPOSE gives the NCHW graph output back)
+        assert op_histogram(tfl) == {"CONV_2D": 1, "TRANSPOSE": 1}
+        assert xnnpack_partitions(tfl) == {"partitions": 1, "outside": [], "nodes": 2}
+    assert fully_integer_violations(int8) == []
 
 
 @rejects("Conv",

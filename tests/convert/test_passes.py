@@ -163,37 +163,6 @@ def test_slices_to_split_slices_out_of_channel_order():
     assert is_sorted(model)  # the lowering does not: it replays the nodes in order
 
 
-# --- split_grouped_convs -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("group, bias", [(2, True), (3, False)])
-def test_split_grouped_convs(group, bias):
-    g = G()
-    w = g.w(6, 6 // group, 3, 3, name="W")
-    ins = ["x", w] + ([g.w(6, name="B")] if bias else [])
-    proto = g.model(g.op("Conv", *ins, group=group, pads=[1, 0, 1, 2], strides=[2, 1]))
-    model, recipe = rewrite(proto, passes.split_grouped_convs)
-    assert op_types(model) == ["Split"] + ["Conv"] * group + ["Concat"]
-    convs = model.graph.node[1:-1]
-    assert all(gu.attr(c, "group") is None and gu.attr(c, "strides") == [2, 1] for c in convs)
-    assert [len(c.input) for c in convs] == [3 if bias else 2] * group
-    assert model.graph.node[-1].output[0] == proto.graph.output[0].name
-    assert {"W", "B"}.isdisjoint(gu.initializers(model.graph))  # the grouped weights are dropped
-    assert recipe == [f"/m/Conv_0: grouped conv (groups={group}) split into {group} convolutions"]
-    x = g.sample()
-    want = run_ort(proto, x)
-    assert_same(run_ort(model, x), want)
-    assert_same(run_lowered(proto, x), want)
-
-
-@pytest.mark.parametrize("w_shape, group", [((6, 1, 3, 3), 6), ((12, 1, 3, 3), 6), ((4, 6, 1, 1), 1)],
-                         ids=["depthwise", "depthwise-mult2", "ungrouped"])
-def test_split_grouped_convs_leaves_depthwise_and_plain(w_shape, group):
-    g = G()
-    proto = g.model(g.op("Conv", "x", g.w(*w_shape), group=group))
-    model, recipe = rewrite(proto, passes.split_grouped_convs)
-    assert model == proto and recipe == []
-
-
 # --- push_relu_through_concat ----------------------------------------------------------------------
 
 def test_push_relu_through_concat():
@@ -360,10 +329,9 @@ def test_run_passes_all_patterns():
     model, recipe = passes.run_passes(proto)
     assert proto.SerializeToString() == before
     assert [line.split(": ", 1)[1].split(" ")[0:2] for line in recipe] == [
-        ["2", "channel"], ["grouped", "conv"], ["ReLU", "moved"], ["reshape→transpose→reshape", "fused"],
-        ["folded", "into"]]
-    assert op_types(model) == ["Split", "Conv", "Relu", "Relu", "Concat", "Split", "Conv", "Conv", "Concat",
-                               "Add", "Conv"]
+        ["2", "channel"], ["ReLU", "moved"], ["reshape→transpose→reshape", "fused"], ["folded", "into"]]
+    # the grouped conv stays one Conv (lowered to one grouped CONV_2D)
+    assert op_types(model) == ["Split", "Conv", "Relu", "Relu", "Concat", "Conv", "Add", "Conv"]
     assert "k" in gu.initializers(model.graph)
     lg = LoweredGraph(proto)
     assert lg.recipe == recipe and lg.op_types() == op_types(model)

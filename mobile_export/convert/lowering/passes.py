@@ -157,45 +157,6 @@ def slices_to_split(graph: onnx.GraphProto, recipe: list[str]) -> None:
         recipe.append(f"{split.name}: {len(parts)} channel slices of {src} merged into one SPLIT")
 
 
-def split_grouped_convs(graph: onnx.GraphProto, recipe: list[str]) -> None:
-    """A grouped (not depthwise) Conv becomes Split → one Conv per group → Concat, as ONNX nodes,
-    so the later passes see the concatenation: a following ReLU moves onto each group's conv (and
-    fuses), and int8 gives the groups one shared range (no requantizing QUANTIZE)."""
-    inits = _initializers(graph)
-    new_nodes = []
-    for n in graph.node:
-        a = attrs(n)
-        g = int(a.get("group", 1))
-        if n.op_type != "Conv" or g == 1 or n.input[1] not in inits:
-            new_nodes.append(n)
-            continue
-        w = numpy_helper.to_array(inits[n.input[1]])
-        if w.shape[1] == 1 and w.shape[0] % g == 0 and w.shape[0] // g >= 1 and w.shape[1] * g == g:
-            new_nodes.append(n)  # depthwise: one DEPTHWISE_CONV_2D already
-            continue
-        b = numpy_helper.to_array(inits[n.input[2]]) if len(n.input) > 2 and n.input[2] else None
-        og = w.shape[0] // g
-        base = n.name or n.output[0]
-        parts = [f"{base}/group{i}_in" for i in range(g)]
-        new_nodes.append(helper.make_node("Split", [n.input[0]], parts, name=f"{base}/split", axis=1))
-        outs = []
-        for i in range(g):
-            wn, ins = f"{base}/group{i}_w", [parts[i], f"{base}/group{i}_w"]
-            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[i * og:(i + 1) * og]), wn))
-            if b is not None:
-                graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(b[i * og:(i + 1) * og]),
-                                                                 f"{base}/group{i}_b"))
-                ins.append(f"{base}/group{i}_b")
-            kw = {k: v for k, v in a.items() if k != "group"}
-            outs.append(f"{base}/group{i}_out")
-            new_nodes.append(helper.make_node("Conv", ins, [outs[-1]], name=f"{base}/group{i}", **kw))
-        new_nodes.append(helper.make_node("Concat", outs, [n.output[0]], name=f"{base}/concat", axis=1))
-        recipe.append(f"{base}: grouped conv (groups={g}) split into {g} convolutions")
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    drop_unused_initializers(graph)
-
-
 def push_relu_through_concat(graph: onnx.GraphProto, recipe: list[str]) -> None:
     """Relu(Concat(a, b, ...)) → Concat(Relu(a), Relu(b), ...): each Relu then fuses into the op
     producing its input (XNNPACK has no standalone int8 RELU; ShuffleNetV1's stride-2 units need it)."""
@@ -233,7 +194,6 @@ def run_passes(proto: onnx.ModelProto, int8_forms: bool = False) -> tuple[onnx.M
     recipe: list[str] = []
     constants_to_initializers(model.graph)
     slices_to_split(model.graph, recipe)
-    split_grouped_convs(model.graph, recipe)
     push_relu_through_concat(model.graph, recipe)
     fuse_channel_shuffle(model.graph, recipe)
     fold_channel_shuffle(model.graph, recipe)
