@@ -30,8 +30,10 @@ What it does:
   decoded image, exactly the validator's path), every epoch and at the end.
 * resumable: model + optimizer + scheduler + epoch + RNG states are saved after every epoch in
   ``~/.cache/mobile-export/train/<model>_<weights-name>_s<size>/last.pt``; ``--resume`` continues from it.
-* mixed input size: ``--low-res S:N`` trains the first N epochs at S px (a quarter of the cost at half the
-  size) and the rest at ``--input-size``, one schedule across both; ``--bench`` with it times the S px steps.
+* mixed input size: ``--low-res S:N`` trains the first N epochs at S px and the rest at ``--input-size``,
+  one schedule across both; ``--bench`` with it times the S px steps. Check that it transfers before a
+  long run: MobileNetV2 after 4 epochs at 32 px (2 threads: 2.4 min an epoch against 4.9 at 64 px) held
+  out 58.3% at 32 px and 10.0% at 64 px (36.1% with BatchNorm statistics recomputed at 64 px).
 * speed: ``--compile`` trains through ``torch.compile`` (inductor), which fuses the many small ops of
   squeeze-excitation / Ghost blocks: GhostNet 1.0 at 32 px measured 1.9 s instead of 2.9 s a step
   (``--bench``, one thread, on a loaded machine); evaluation and the saved state_dict are unchanged.
