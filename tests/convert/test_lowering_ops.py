@@ -9,8 +9,7 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from mobile_export.convert.graph import copy_model
-from mobile_export.convert.lowering import LOWERINGS, LoweredGraph, lowered, xnn
+from mobile_export.convert.lowering import LOWERINGS, LoweredGraph, xnn
 from mobile_export.errors import UnsupportedOpError
 
 import onnx_builder
