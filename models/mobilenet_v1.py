@@ -103,59 +103,55 @@ class MobileNetV1(nn.Module):
 _SRC = "Howard et al. 2017 (arXiv:1704.04861)"
 
 
-@register_model(
-    "mobilenet_v1_x0_25",
-    family="mobilenet_v1",
-    min_input_size=32,
-    builder_kwargs={"width_mult": 0.25},
-    paper=PaperFigures(
-        params=470_072,
-        macs=41_000_000,
-        source=(
-            f"{_SRC} Table 6, 0.25 MobileNet-224: 41M mult-adds, 0.5M parameters. The paper rounds "
-            "parameters to 0.1M; the exact count of its Table 1 architecture at α=0.25 (conv weights, "
-            "BN affine, FC weights+bias) is 470,072, which rounds to the published 0.5M and equals "
-            "osmr/imgclsmob's mobilenet_wd4 (470,072). The rounded 0.5M itself is 6% off, so the exact "
-            "figure is recorded."
-        ),
-    ),
-    description="MobileNetV1, width multiplier 0.25, 224x224.",
-)
-@register_model(
-    "mobilenet_v1_x0_5",
-    family="mobilenet_v1",
-    min_input_size=32,
-    builder_kwargs={"width_mult": 0.5},
-    paper=PaperFigures(
-        params=1_300_000,
-        macs=149_000_000,
-        source=f"{_SRC} Table 6/7, 0.50 MobileNet-224: 149M mult-adds, 1.3M parameters.",
-    ),
-    description="MobileNetV1, width multiplier 0.5, 224x224.",
-)
-@register_model(
-    "mobilenet_v1_x0_75",
-    family="mobilenet_v1",
-    min_input_size=32,
-    builder_kwargs={"width_mult": 0.75},
-    paper=PaperFigures(
-        params=2_600_000,
-        macs=325_000_000,
-        source=f"{_SRC} Table 6, 0.75 MobileNet-224: 325M mult-adds, 2.6M parameters.",
-    ),
-    description="MobileNetV1, width multiplier 0.75, 224x224.",
-)
-@register_model(
-    "mobilenet_v1",
-    family="mobilenet_v1",
-    min_input_size=32,
-    builder_kwargs={"width_mult": 1.0},
-    paper=PaperFigures(
-        params=4_200_000,
-        macs=569_000_000,
-        source=f"{_SRC} Tables 1/4/6, 1.0 MobileNet-224: 569M mult-adds, 4.2M parameters.",
-    ),
-    description="MobileNetV1 (width multiplier 1.0), 224x224.",
-)
 def mobilenet_v1(*, num_classes: int = 1000, **kwargs: Any) -> MobileNetV1:
     return MobileNetV1(num_classes=num_classes, **kwargs)
+
+
+# name → registry fields (the family's spec table)
+SPECS = {
+    "mobilenet_v1_x0_25": dict(
+        builder_kwargs={"width_mult": 0.25},
+        paper=PaperFigures(
+            params=470_072,
+            macs=41_000_000,
+            source=(
+                f"{_SRC} Table 6, 0.25 MobileNet-224: 41M mult-adds, 0.5M parameters. The paper rounds "
+                "parameters to 0.1M; the exact count of its Table 1 architecture at α=0.25 (conv weights, "
+                "BN affine, FC weights+bias) is 470,072, which rounds to the published 0.5M and equals "
+                "osmr/imgclsmob's mobilenet_wd4 (470,072). The rounded 0.5M itself is 6% off, so the exact "
+                "figure is recorded."
+            ),
+        ),
+        description="MobileNetV1, width multiplier 0.25, 224x224.",
+    ),
+    "mobilenet_v1_x0_5": dict(
+        builder_kwargs={"width_mult": 0.5},
+        paper=PaperFigures(
+            params=1_300_000,
+            macs=149_000_000,
+            source=f"{_SRC} Table 6/7, 0.50 MobileNet-224: 149M mult-adds, 1.3M parameters.",
+        ),
+        description="MobileNetV1, width multiplier 0.5, 224x224.",
+    ),
+    "mobilenet_v1_x0_75": dict(
+        builder_kwargs={"width_mult": 0.75},
+        paper=PaperFigures(
+            params=2_600_000,
+            macs=325_000_000,
+            source=f"{_SRC} Table 6, 0.75 MobileNet-224: 325M mult-adds, 2.6M parameters.",
+        ),
+        description="MobileNetV1, width multiplier 0.75, 224x224.",
+    ),
+    "mobilenet_v1": dict(
+        builder_kwargs={"width_mult": 1.0},
+        paper=PaperFigures(
+            params=4_200_000,
+            macs=569_000_000,
+            source=f"{_SRC} Tables 1/4/6, 1.0 MobileNet-224: 569M mult-adds, 4.2M parameters.",
+        ),
+        description="MobileNetV1 (width multiplier 1.0), 224x224.",
+    ),
+}
+
+for _name, _fields in SPECS.items():
+    register_model(_name, family="mobilenet_v1", min_input_size=32, **_fields)(mobilenet_v1)

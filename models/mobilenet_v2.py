@@ -127,64 +127,57 @@ _TF_TABLE = (
 )
 
 
-@register_model(
-    "mobilenet_v2",
-    family="mobilenet_v2",
-    builder_kwargs={"width_mult": 1.0},
-    min_input_size=32,
-    torchvision_name="mobilenet_v2",
-    paper=PaperFigures(
-        params=3_504_872, macs=300_000_000, params_exact=True,
-        source="params: torchvision mobilenet_v2 state_dict; MACs: paper Table 4 (300M) and torchvision 0.30 GFLOPS",
-    ),
-    description="MobileNetV2 1.0 (torchvision-compatible).",
-)
-@register_model(
-    "mobilenet_v2_x1_4",
-    family="mobilenet_v2",
-    builder_kwargs={"width_mult": 1.4},
-    min_input_size=32,
-    paper=PaperFigures(
-        params=6_060_000, macs=582_000_000, params_exact=False,
-        source=f"{_TF_TABLE}: mobilenet_v2_1.4_224 582M MACs, 6.06M params. The paper's Table 4 says "
-        "585M MAdds / 6.9M params; 6.9M cannot be reproduced by the Table 2 network at width 1.4 "
-        "(6.11M with BN), so the released checkpoint's figures are used.",
-    ),
-    description="MobileNetV2, width multiplier 1.4.",
-)
-@register_model(
-    "mobilenet_v2_x0_75",
-    family="mobilenet_v2",
-    builder_kwargs={"width_mult": 0.75},
-    min_input_size=32,
-    paper=PaperFigures(
-        params=2_610_000, macs=209_000_000, params_exact=False,
-        source=f"{_TF_TABLE}: mobilenet_v2_0.75_224 209M MACs, 2.61M params",
-    ),
-    description="MobileNetV2, width multiplier 0.75 (last conv kept at 1280).",
-)
-@register_model(
-    "mobilenet_v2_x0_5",
-    family="mobilenet_v2",
-    builder_kwargs={"width_mult": 0.5},
-    min_input_size=32,
-    paper=PaperFigures(
-        params=1_950_000, macs=97_000_000, params_exact=False,
-        source=f"{_TF_TABLE}: mobilenet_v2_0.5_224 97M MACs, 1.95M params",
-    ),
-    description="MobileNetV2, width multiplier 0.5 (last conv kept at 1280).",
-)
-@register_model(
-    "mobilenet_v2_x0_35",
-    family="mobilenet_v2",
-    builder_kwargs={"width_mult": 0.35},
-    min_input_size=32,
-    paper=PaperFigures(
-        params=1_660_000, macs=59_000_000, params_exact=False,
-        source=f"{_TF_TABLE}: mobilenet_v2_0.35_224 59M MACs, 1.66M params",
-    ),
-    description="MobileNetV2, width multiplier 0.35 (last conv kept at 1280).",
-)
 def mobilenet_v2(*, num_classes: int = 1000, **kwargs: Any) -> MobileNetV2:
     """MobileNetV2; ``width_mult`` selects the variant (torchvision's ``mobilenet_v2`` at 1.0)."""
     return MobileNetV2(num_classes=num_classes, **kwargs)
+
+
+# name → registry fields (the family's spec table)
+SPECS = {
+    "mobilenet_v2": dict(
+        builder_kwargs={"width_mult": 1.0},
+        torchvision_name="mobilenet_v2",
+        paper=PaperFigures(
+            params=3_504_872, macs=300_000_000, params_exact=True,
+            source="params: torchvision mobilenet_v2 state_dict; MACs: paper Table 4 (300M) and torchvision 0.30 GFLOPS",
+        ),
+        description="MobileNetV2 1.0 (torchvision-compatible).",
+    ),
+    "mobilenet_v2_x1_4": dict(
+        builder_kwargs={"width_mult": 1.4},
+        paper=PaperFigures(
+            params=6_060_000, macs=582_000_000, params_exact=False,
+            source=f"{_TF_TABLE}: mobilenet_v2_1.4_224 582M MACs, 6.06M params. The paper's Table 4 says "
+            "585M MAdds / 6.9M params; 6.9M cannot be reproduced by the Table 2 network at width 1.4 "
+            "(6.11M with BN), so the released checkpoint's figures are used.",
+        ),
+        description="MobileNetV2, width multiplier 1.4.",
+    ),
+    "mobilenet_v2_x0_75": dict(
+        builder_kwargs={"width_mult": 0.75},
+        paper=PaperFigures(
+            params=2_610_000, macs=209_000_000, params_exact=False,
+            source=f"{_TF_TABLE}: mobilenet_v2_0.75_224 209M MACs, 2.61M params",
+        ),
+        description="MobileNetV2, width multiplier 0.75 (last conv kept at 1280).",
+    ),
+    "mobilenet_v2_x0_5": dict(
+        builder_kwargs={"width_mult": 0.5},
+        paper=PaperFigures(
+            params=1_950_000, macs=97_000_000, params_exact=False,
+            source=f"{_TF_TABLE}: mobilenet_v2_0.5_224 97M MACs, 1.95M params",
+        ),
+        description="MobileNetV2, width multiplier 0.5 (last conv kept at 1280).",
+    ),
+    "mobilenet_v2_x0_35": dict(
+        builder_kwargs={"width_mult": 0.35},
+        paper=PaperFigures(
+            params=1_660_000, macs=59_000_000, params_exact=False,
+            source=f"{_TF_TABLE}: mobilenet_v2_0.35_224 59M MACs, 1.66M params",
+        ),
+        description="MobileNetV2, width multiplier 0.35 (last conv kept at 1280).",
+    ),
+}
+
+for _name, _fields in SPECS.items():
+    register_model(_name, family="mobilenet_v2", min_input_size=32, **_fields)(mobilenet_v2)

@@ -214,37 +214,39 @@ class MobileNetV3(nn.Module):
         return self.classifier(x)
 
 
-@register_model(
-    "mobilenet_v3_large",
-    family="mobilenet_v3",
-    builder_kwargs={"arch": "mobilenet_v3_large"},
-    min_input_size=32,
-    torchvision_name="mobilenet_v3_large",
-    paper=PaperFigures(
-        params=5_483_032, macs=217_000_000, params_exact=True,
-        source="params: torchvision mobilenet_v3_large state_dict; MACs: 217M, TF-slim MobileNetV3 "
-        "checkpoint table (Large dm=1) and torchvision 0.22 GFLOPS; paper Table 3 gives 219M "
-        "(our count: 216.59M)",
-    ),
-    description="MobileNetV3-Large 1.0 (torchvision-compatible).",
-)
-@register_model(
-    "mobilenet_v3_small",
-    family="mobilenet_v3",
-    builder_kwargs={"arch": "mobilenet_v3_small"},
-    min_input_size=32,
-    torchvision_name="mobilenet_v3_small",
-    paper=PaperFigures(
-        params=2_542_856, macs=56_000_000, params_exact=True,
-        source="params: torchvision mobilenet_v3_small state_dict; MACs: paper Table 3 (56M MAdds, "
-        "2.5M params) and torchvision 0.06 GFLOPS; the TF-slim table's 66M / 2.9M for Small dm=1 does "
-        "not describe this network (our count: 56.51M)",
-    ),
-    description="MobileNetV3-Small 1.0 (torchvision-compatible).",
-)
 def mobilenet_v3(
     *, num_classes: int = 1000, arch: str = "mobilenet_v3_large", width_mult: float = 1.0, **kwargs: Any
 ) -> MobileNetV3:
     """MobileNetV3 ``arch`` ("mobilenet_v3_small" or "mobilenet_v3_large") at ``width_mult``."""
     setting, last_channel = _config(arch, width_mult)
     return MobileNetV3(setting, last_channel, num_classes=num_classes, **kwargs)
+
+
+# name → registry fields (the family's spec table)
+SPECS = {
+    "mobilenet_v3_large": dict(
+        builder_kwargs={"arch": "mobilenet_v3_large"},
+        torchvision_name="mobilenet_v3_large",
+        paper=PaperFigures(
+            params=5_483_032, macs=217_000_000, params_exact=True,
+            source="params: torchvision mobilenet_v3_large state_dict; MACs: 217M, TF-slim MobileNetV3 "
+            "checkpoint table (Large dm=1) and torchvision 0.22 GFLOPS; paper Table 3 gives 219M "
+            "(our count: 216.59M)",
+        ),
+        description="MobileNetV3-Large 1.0 (torchvision-compatible).",
+    ),
+    "mobilenet_v3_small": dict(
+        builder_kwargs={"arch": "mobilenet_v3_small"},
+        torchvision_name="mobilenet_v3_small",
+        paper=PaperFigures(
+            params=2_542_856, macs=56_000_000, params_exact=True,
+            source="params: torchvision mobilenet_v3_small state_dict; MACs: paper Table 3 (56M MAdds, "
+            "2.5M params) and torchvision 0.06 GFLOPS; the TF-slim table's 66M / 2.9M for Small dm=1 does "
+            "not describe this network (our count: 56.51M)",
+        ),
+        description="MobileNetV3-Small 1.0 (torchvision-compatible).",
+    ),
+}
+
+for _name, _fields in SPECS.items():
+    register_model(_name, family="mobilenet_v3", min_input_size=32, **_fields)(mobilenet_v3)

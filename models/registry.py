@@ -185,7 +185,8 @@ def register_model(
     """Decorator registering a builder ``fn(*, num_classes, **builder_kwargs) -> nn.Module``.
 
     ``name`` defaults to the function name; ``builder_kwargs`` selects a variant, so one builder
-    can be registered under several names (stack the decorator)."""
+    can be registered under several names: each family file keeps its variants in a ``SPECS`` table
+    (name → fields, as timm's ``default_cfgs``) and registers them in a loop."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         registry.add(ModelSpec(name=name or fn.__name__, family=family, builder=fn, **spec_fields))

@@ -147,42 +147,6 @@ def _figures(tv_name: str, params: int, macs: int, tv_gflops: str) -> PaperFigur
     )
 
 
-@register_model(
-    "shufflenet_v2_x0_5",
-    family="shufflenet_v2",
-    builder_kwargs={"width_mult": 0.5},
-    min_input_size=32,
-    torchvision_name="shufflenet_v2_x0_5",
-    paper=_figures("shufflenet_v2_x0_5", 1_366_792, 41_000_000, "0.04"),
-    description="ShuffleNet V2 0.5x (torchvision-compatible).",
-)
-@register_model(
-    "shufflenet_v2_x1_0",
-    family="shufflenet_v2",
-    builder_kwargs={"width_mult": 1.0},
-    min_input_size=32,
-    torchvision_name="shufflenet_v2_x1_0",
-    paper=_figures("shufflenet_v2_x1_0", 2_278_604, 146_000_000, "0.14"),
-    description="ShuffleNet V2 1.0x (torchvision-compatible).",
-)
-@register_model(
-    "shufflenet_v2_x1_5",
-    family="shufflenet_v2",
-    builder_kwargs={"width_mult": 1.5},
-    min_input_size=32,
-    torchvision_name="shufflenet_v2_x1_5",
-    paper=_figures("shufflenet_v2_x1_5", 3_503_624, 299_000_000, "0.30"),
-    description="ShuffleNet V2 1.5x (torchvision-compatible).",
-)
-@register_model(
-    "shufflenet_v2_x2_0",
-    family="shufflenet_v2",
-    builder_kwargs={"width_mult": 2.0},
-    min_input_size=32,
-    torchvision_name="shufflenet_v2_x2_0",
-    paper=_figures("shufflenet_v2_x2_0", 7_393_996, 591_000_000, "0.58"),
-    description="ShuffleNet V2 2.0x (torchvision-compatible).",
-)
 def shufflenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet V2 at channel multiplier ``width_mult`` (0.5, 1.0, 1.5 or 2.0)."""
     try:
@@ -192,3 +156,35 @@ def shufflenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, **kwargs:
             f"unsupported ShuffleNet V2 width_mult {width_mult!r}: one of {sorted(STAGES_OUT_CHANNELS)}"
         ) from None
     return ShuffleNetV2(STAGES_REPEATS, channels, num_classes=num_classes, **kwargs)
+
+
+# name → registry fields (the family's spec table)
+SPECS = {
+    "shufflenet_v2_x0_5": dict(
+        builder_kwargs={"width_mult": 0.5},
+        torchvision_name="shufflenet_v2_x0_5",
+        paper=_figures("shufflenet_v2_x0_5", 1_366_792, 41_000_000, "0.04"),
+        description="ShuffleNet V2 0.5x (torchvision-compatible).",
+    ),
+    "shufflenet_v2_x1_0": dict(
+        builder_kwargs={"width_mult": 1.0},
+        torchvision_name="shufflenet_v2_x1_0",
+        paper=_figures("shufflenet_v2_x1_0", 2_278_604, 146_000_000, "0.14"),
+        description="ShuffleNet V2 1.0x (torchvision-compatible).",
+    ),
+    "shufflenet_v2_x1_5": dict(
+        builder_kwargs={"width_mult": 1.5},
+        torchvision_name="shufflenet_v2_x1_5",
+        paper=_figures("shufflenet_v2_x1_5", 3_503_624, 299_000_000, "0.30"),
+        description="ShuffleNet V2 1.5x (torchvision-compatible).",
+    ),
+    "shufflenet_v2_x2_0": dict(
+        builder_kwargs={"width_mult": 2.0},
+        torchvision_name="shufflenet_v2_x2_0",
+        paper=_figures("shufflenet_v2_x2_0", 7_393_996, 591_000_000, "0.58"),
+        description="ShuffleNet V2 2.0x (torchvision-compatible).",
+    ),
+}
+
+for _name, _fields in SPECS.items():
+    register_model(_name, family="shufflenet_v2", min_input_size=32, **_fields)(shufflenet_v2)

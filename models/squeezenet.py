@@ -140,59 +140,59 @@ _COMPLEX_PARAMS = sum(i * o + o for i, o in ((96, 128), (128, 256), (256, 384), 
 _COMPLEX_MACS = 54 * 54 * (96 * 128 + 128 * 256) + 27 * 27 * (256 * 384 + 384 * 512)  # 346,374,144
 
 
-@register_model(
-    "squeezenet1_0",
-    family="squeezenet",
-    builder_kwargs={"version": "1_0"},
-    min_input_size=_MIN_1_0,
-    torchvision_name="squeezenet1_0",
-    paper=PaperFigures(
-        params=_TV_1_0, macs=819_000_000, params_exact=True,
-        source="params: torchvision squeezenet1_0 state_dict (paper Table 2: 4.8MB); MACs: torchvision "
-        "0.819 GFLOPS (_ops metadata; the paper gives no MAC count)",
-    ),
-    description="SqueezeNet 1.0 (torchvision-compatible).",
-)
-@register_model(
-    "squeezenet1_1",
-    family="squeezenet",
-    builder_kwargs={"version": "1_1"},
-    min_input_size=_MIN_1_1,
-    torchvision_name="squeezenet1_1",
-    paper=PaperFigures(
-        params=1_235_496, macs=349_000_000, params_exact=True,
-        source="params: torchvision squeezenet1_1 state_dict; MACs: torchvision 0.349 GFLOPS "
-        "(_ops metadata; the authors' v1.1 note: 2.4x less computation than 1.0)",
-    ),
-    description="SqueezeNet 1.1 (torchvision-compatible).",
-)
-@register_model(
-    "squeezenet1_0_simple_bypass",
-    family="squeezenet",
-    builder_kwargs={"version": "1_0", "bypass": "simple"},
-    min_input_size=_MIN_1_0,
-    paper=PaperFigures(
-        params=_TV_1_0, macs=819_000_000, params_exact=True,
-        source="paper §6 / Table 3: simple bypass adds no parameters (4.8MB, same as 1.0), so params are "
-        "torchvision squeezenet1_0's and MACs its 0.819 GFLOPS (the additions are not MACs)",
-    ),
-    description="SqueezeNet 1.0 with simple (identity) bypass around fire3/5/7/9 (paper §6).",
-)
-@register_model(
-    "squeezenet1_0_complex_bypass",
-    family="squeezenet",
-    builder_kwargs={"version": "1_0", "bypass": "complex"},
-    min_input_size=_MIN_1_0,
-    paper=PaperFigures(
-        params=_TV_1_0 + _COMPLEX_PARAMS, macs=819_000_000 + _COMPLEX_MACS, params_exact=True,
-        source="derived, no directly usable published figure: torchvision squeezenet1_0 (1,248,424 params, "
-        "0.819 GMACs) plus the four 1x1 bypass convs with bias the paper's §6 describes around fire2/4/6/8 "
-        "(+341,248 params, +346.4M MACs at 224). The paper's Table 3 size of 7.7MB (~1.9-2.0M fp32 "
-        "params) is not reproduced by that description: this network is 6.4MB (6.1MiB).",
-    ),
-    description="SqueezeNet 1.0 with simple bypass around fire3/5/7/9 and 1x1-conv (complex) bypass "
-    "around fire2/4/6/8 (paper §6).",
-)
 def squeezenet(*, num_classes: int = 1000, version: str = "1_0", **kwargs: Any) -> SqueezeNet:
     """SqueezeNet ``version`` ("1_0" or "1_1"); ``bypass`` ("simple"/"complex") for the 1.0 variants."""
     return SqueezeNet(version=version, num_classes=num_classes, **kwargs)
+
+
+# name → registry fields (the family's spec table)
+SPECS = {
+    "squeezenet1_0": dict(
+        builder_kwargs={"version": "1_0"},
+        min_input_size=_MIN_1_0,
+        torchvision_name="squeezenet1_0",
+        paper=PaperFigures(
+            params=_TV_1_0, macs=819_000_000, params_exact=True,
+            source="params: torchvision squeezenet1_0 state_dict (paper Table 2: 4.8MB); MACs: torchvision "
+            "0.819 GFLOPS (_ops metadata; the paper gives no MAC count)",
+        ),
+        description="SqueezeNet 1.0 (torchvision-compatible).",
+    ),
+    "squeezenet1_1": dict(
+        builder_kwargs={"version": "1_1"},
+        min_input_size=_MIN_1_1,
+        torchvision_name="squeezenet1_1",
+        paper=PaperFigures(
+            params=1_235_496, macs=349_000_000, params_exact=True,
+            source="params: torchvision squeezenet1_1 state_dict; MACs: torchvision 0.349 GFLOPS "
+            "(_ops metadata; the authors' v1.1 note: 2.4x less computation than 1.0)",
+        ),
+        description="SqueezeNet 1.1 (torchvision-compatible).",
+    ),
+    "squeezenet1_0_simple_bypass": dict(
+        builder_kwargs={"version": "1_0", "bypass": "simple"},
+        min_input_size=_MIN_1_0,
+        paper=PaperFigures(
+            params=_TV_1_0, macs=819_000_000, params_exact=True,
+            source="paper §6 / Table 3: simple bypass adds no parameters (4.8MB, same as 1.0), so params are "
+            "torchvision squeezenet1_0's and MACs its 0.819 GFLOPS (the additions are not MACs)",
+        ),
+        description="SqueezeNet 1.0 with simple (identity) bypass around fire3/5/7/9 (paper §6).",
+    ),
+    "squeezenet1_0_complex_bypass": dict(
+        builder_kwargs={"version": "1_0", "bypass": "complex"},
+        min_input_size=_MIN_1_0,
+        paper=PaperFigures(
+            params=_TV_1_0 + _COMPLEX_PARAMS, macs=819_000_000 + _COMPLEX_MACS, params_exact=True,
+            source="derived, no directly usable published figure: torchvision squeezenet1_0 (1,248,424 params, "
+            "0.819 GMACs) plus the four 1x1 bypass convs with bias the paper's §6 describes around fire2/4/6/8 "
+            "(+341,248 params, +346.4M MACs at 224). The paper's Table 3 size of 7.7MB (~1.9-2.0M fp32 "
+            "params) is not reproduced by that description: this network is 6.4MB (6.1MiB).",
+        ),
+        description="SqueezeNet 1.0 with simple bypass around fire3/5/7/9 and 1x1-conv (complex) bypass "
+        "around fire2/4/6/8 (paper §6).",
+    ),
+}
+
+for _name, _fields in SPECS.items():
+    register_model(_name, family="squeezenet", **_fields)(squeezenet)
