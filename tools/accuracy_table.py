@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-import train_reference as tr  # noqa: E402  (its archive loader and held-out split)
+import cifar_data  # noqa: E402  (the archive loader and the held-out split)
 
 MATRIX = REPO / "tools" / "ci_accuracy.toml"
 DATA_ENV = "MOBILE_EXPORT_CI_DATA"
@@ -50,10 +50,10 @@ log = logging.getLogger("accuracy_table")
 def archive_split(archive: Path) -> dict:
     """The held-out split's raw images, labels and class names, checked against the shipped list,
     and ``CALIBRATION`` seeded training-split images."""
-    ds = tr.load_dataset(archive)
-    train, hold = tr.holdout_split(ds, 5000, 0)
+    ds = cifar_data.load_dataset(archive)
+    train, hold = cifar_data.holdout_split(ds, 5000, 0)
     shipped = (REPO / "models" / "weights" / "cifar10_holdout.txt").read_text()
-    if tr.holdout_text(ds["files"][hold]) != shipped:
+    if cifar_data.holdout_text(ds["files"][hold]) != shipped:
         raise SystemExit(f"{archive}: its held-out split differs from models/weights/cifar10_holdout.txt; "
                          "pass the CIFAR-10 train archive the checkpoints were trained from.")
     calib = np.sort(np.random.default_rng(0).choice(train, CALIBRATION, replace=False))
@@ -107,7 +107,7 @@ def prepare(split: dict, folder: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("ci-accuracy"))
-    ap.add_argument("--data", type=Path, default=tr.DEFAULT_DATA, help="the CIFAR-10 train archive")
+    ap.add_argument("--data", type=Path, default=cifar_data.DEFAULT_DATA, help="the CIFAR-10 train archive")
     ap.add_argument("--prepare", type=Path, metavar="DIR", help="only write the data folders into DIR")
     ap.add_argument("--models", nargs="+", help="only these models of the matrix (default: all)")
     ap.add_argument("--serial", action="store_true", help="run the cells in this process instead of on Ray")

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-batch"))
     ap.add_argument("--matrix", type=Path, default=at.MATRIX)
     ap.add_argument("--cpus", type=int, default=os.cpu_count())
-    ap.add_argument("--data", type=Path, default=at.tr.DEFAULT_DATA, help="the CIFAR-10 train archive")
+    ap.add_argument("--data", type=Path, default=at.cifar_data.DEFAULT_DATA, help="the CIFAR-10 train archive")
     args = ap.parse_args(argv)
     import logging
 

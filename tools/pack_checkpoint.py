@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_reference as tr  # noqa: E402
+import cifar_data  # noqa: E402
+import train_reference as tr  # noqa: E402  (its evaluate: the trainer's held-out figure)
 
 log = logging.getLogger("pack_checkpoint")
 
@@ -58,13 +59,13 @@ def pack(sidecar: Path, data: Path) -> dict:
         raise PackError(f"{pt} holds no float32 tensors: it is packed already.")
     half = to_half(raw)
 
-    ds = tr.load_dataset(data)
-    _, hold_idx = tr.holdout_split(ds, split["holdout_images"], split["split_seed"])
+    ds = cifar_data.load_dataset(data)
+    _, hold_idx = cifar_data.holdout_split(ds, split["holdout_images"], split["split_seed"])
     listed = (sidecar.parent / split["holdout_list"]).read_text().split()
     if list(ds["files"][hold_idx]) != listed:
         raise PackError(f"the held-out split of {data} differs from {split['holdout_list']}; "
                         "pass the archive the checkpoint was trained on with --data.")
-    x = tr.eval_inputs(ds["images"][hold_idx], meta["input_size"], meta["mean"], meta["std"])
+    x = cifar_data.eval_inputs(ds["images"][hold_idx], meta["input_size"], meta["mean"], meta["std"])
     y = torch.from_numpy(ds["labels"][hold_idx])
 
     model = get_model(meta["model"], num_classes=meta["num_classes"])
@@ -85,14 +86,14 @@ def pack(sidecar: Path, data: Path) -> dict:
     log.info("%s: held-out top-1 float32 %.4f → float16 %.4f; %.1f MB → %.1f MB", meta["model"], before,
              acc, pt.stat().st_size / 1e6, tmp.stat().st_size / 1e6)
     tmp.replace(pt)
-    tr.atomic_write(sidecar, json.dumps(meta, indent=2) + "\n")
+    cifar_data.atomic_write(sidecar, json.dumps(meta, indent=2) + "\n")
     return meta
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sidecars", nargs="+", type=Path, help="<model>_<weights>.json beside its .pt")
-    ap.add_argument("--data", type=Path, default=tr.DEFAULT_DATA, help="the archive the checkpoint was trained on")
+    ap.add_argument("--data", type=Path, default=cifar_data.DEFAULT_DATA, help="the archive the checkpoint was trained on")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:

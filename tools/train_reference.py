@@ -9,7 +9,8 @@ Run from the repository root::
 
 What it does:
 
-* data: ``../shared/datasets/cifar10-train.tar.gz`` (``train/<class>/NNNN.jpg``) or any ImageFolder
+* data (``tools/cifar_data.py``, shared with pack_checkpoint and accuracy_table):
+  ``../shared/datasets/cifar10-train.tar.gz`` (``train/<class>/NNNN.jpg``) or any ImageFolder
   tree (``--data``). The images are decoded once (Pillow, RGB) into a uint8 array cached under
   ``~/.cache/mobile-export/`` (keyed by the archive's sha256, or for a folder by the sha256 of its
   file list with sizes and mtimes), so later runs start in a second.
@@ -45,13 +46,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import sys
-import tarfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -63,149 +62,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cifar_data  # noqa: E402  (the archive, the held-out split, atomic writes)
+from cifar_data import CIFAR10_MEAN, CIFAR10_STD, DEFAULT_DATA, REPO  # noqa: E402
 
 log = logging.getLogger("train_reference")
 
-REPO = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout, or $MOBILE_EXPORT_SHARED (as in tests/conftest.py)
-DEFAULT_DATA = Path(os.environ.get("MOBILE_EXPORT_SHARED", REPO.parent / "shared")) / "datasets" / "cifar10-train.tar.gz"
 DEFAULT_OUT = REPO / "models" / "weights"
-CACHE = Path(os.environ.get("MOBILE_EXPORT_CACHE", Path.home() / ".cache" / "mobile-export"))
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
-
-# CIFAR-10 train-set channel statistics (the commonly used figures; the JPEG archive's own are within 1e-3)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-# ----------------------------------------------------------------------------------------------- data
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
-def _stack(names: list[str], labels: list[int], pixels: list[np.ndarray], classes: list[str], key: str) -> dict:
-    shapes = {p.shape for p in pixels}
-    if len(shapes) != 1:
-        raise SystemExit(
-            f"the images have {len(shapes)} different sizes (e.g. {sorted(shapes)[:3]}); this trainer caches "
-            "one uint8 array and needs images of one size: resize the tree first."
-        )
-    return {
-        "images": np.stack(pixels),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "files": np.asarray(names),
-        "classes": np.asarray(classes),
-        "key": np.asarray(key),
-    }
-
-
-def _load_tar(path: Path, key: str) -> dict:
-    by_class: dict[str, list[tuple[str, bytes]]] = {}
-    with tarfile.open(path, "r:*") as tar:
-        for m in tar:  # streaming, archive order
-            if not (m.isfile() and m.name.lower().endswith(IMAGE_EXT)):
-                continue
-            parts = Path(m.name).parts
-            if len(parts) < 2:
-                continue
-            by_class.setdefault(parts[-2], []).append((m.name, tar.extractfile(m).read()))
-    classes = sorted(by_class)
-    names, labels, pixels = [], [], []
-    for label, cls in enumerate(classes):
-        for name, data in sorted(by_class[cls]):
-            names.append(name)
-            labels.append(label)
-            pixels.append(_decode(data))
-    return _stack(names, labels, pixels, classes, key)
-
-
-def _load_folder(root: Path, key: str) -> dict:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    names, labels, pixels = [], [], []
-    for label, cls in enumerate(classes):
-        for p in sorted((root / cls).rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_EXT:
-                names.append(str(p.relative_to(root)))
-                labels.append(label)
-                pixels.append(_decode(p.read_bytes()))
-    return _stack(names, labels, pixels, classes, key)
-
-
-def load_dataset(data: Path) -> dict:
-    """Decoded images (N, H, W, 3) uint8, labels, member names, class names; cached on disk."""
-    if data.is_dir():
-        h = hashlib.sha256()
-        for p in sorted(data.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(data)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        key, kind = "folder-" + h.hexdigest(), "folder"
-    elif data.is_file():
-        key, kind = sha256_file(data), "archive"
-    else:
-        raise SystemExit(f"training data '{data}' does not exist; pass --data ARCHIVE_OR_IMAGEFOLDER.")
-    cache = CACHE / f"dataset-{key[:24]}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            ds = {k: z[k] for k in z.files}
-        log.info("data: %d images %s from cache %s", len(ds["labels"]), ds["images"].shape[1:], cache)
-    else:
-        t0 = time.time()
-        log.info("data: decoding %s once (cached afterwards at %s)", data, cache)
-        ds = _load_tar(data, key) if kind == "archive" else _load_folder(data, key)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")   # per process: two trainings may decode at once
-        np.savez(tmp, **ds)
-        os.replace(tmp, cache)
-        log.info("data: %d images decoded in %.1fs", len(ds["labels"]), time.time() - t0)
-    ds["sha256"] = key
-    ds["kind"] = kind
-    return ds
-
-
-def holdout_split(ds: dict, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, holdout_idx): class-balanced, seeded; holdout sorted class-major, file-name order."""
-    labels, files = ds["labels"], ds["files"]
-    classes = len(ds["classes"])
-    per_class = holdout // classes
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in range(classes):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[np.argsort(files[idx], kind="stable")]
-        if len(idx) <= per_class:
-            raise SystemExit(f"class {ds['classes'][c]} has only {len(idx)} images; lower --holdout.")
-        picked.append(np.sort(idx[np.sort(rng.choice(len(idx), size=per_class, replace=False))]))
-    hold = np.concatenate(picked)
-    mask = np.ones(len(labels), dtype=bool)
-    mask[hold] = False
-    return np.flatnonzero(mask), hold
-
-
-def holdout_text(files: np.ndarray) -> str:
-    return "".join(f"{f}\n" for f in files)
 
 
 # ----------------------------------------------------------------------------------------- transforms
-def eval_inputs(images: np.ndarray, input_size: int, mean, std) -> torch.Tensor:
-    """The zoo's own preprocessing (what the validator does), image by image."""
-    from mobile_export.calibration import preprocess_image
-
-    cfg = SimpleNamespace(input_size=input_size, mean=mean, std=std, spec=SimpleNamespace(in_channels=3))
-    out = np.stack([preprocess_image(Image.fromarray(im), cfg) for im in images])
-    return torch.from_numpy(out)
-
-
 class TrainTransform:
     """Random crop (pad 4, zero fill) + flip on the stored pixels, then the zoo's geometry for the
     input size (resize to S below 64; above, resize to round(S/0.875) and centre-crop S) and
@@ -312,25 +179,13 @@ def init_provenance(init: Path | None) -> dict | None:
     beside it, the recipe, history and figures of the run that made it (nested for a chain)."""
     if init is None:
         return None
-    prior: dict = {"file": init.name, "sha256": sha256_file(init)}
+    prior: dict = {"file": init.name, "sha256": cifar_data.sha256_file(init)}
     side = init.with_suffix(".json")
     if side.is_file():
         md = json.loads(side.read_text()).get("metadata", {})
         prior.update({k: md[k] for k in ("recipe", "history", "holdout_top1", "training_wall_time_s",
                                          "training_wall_time_total_s", "init_from", "seed") if k in md})
     return prior
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _low_res(text: str) -> tuple[int, int]:
@@ -343,7 +198,7 @@ def _low_res(text: str) -> tuple[int, int]:
     return size, epochs
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a registered zoo model, e.g. mobilenet_v3_small")
     ap.add_argument("--epochs", type=int, default=15)
@@ -380,225 +235,282 @@ def main(argv: list[str] | None = None) -> int:
                          "--input-size; held-out top-1 is always measured at --input-size")
     ap.add_argument("--bench", type=int, default=0, metavar="STEPS",
                     help="time STEPS training steps, print the projected epoch time, write nothing")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return ap
 
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
-    from mobile_export.models import IMAGENET_MEAN, IMAGENET_STD, get_model, get_spec
+
+def _split(args, ds: dict) -> SimpleNamespace:
+    """The held-out split, checked against the list a previous run wrote beside the checkpoints."""
+    train_idx, hold_idx = cifar_data.holdout_split(ds, args.holdout, args.split_seed)
+    text = cifar_data.holdout_text(ds["files"][hold_idx])
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    file = args.out / f"{args.weights_name}_holdout.txt"
+    if file.is_file() and file.read_text() != text and not args.bench:
+        raise SystemExit(f"{file} lists a different held-out split (other data or --split-seed); "
+                         "remove it or use the same data and seed.")
+    log.info("split: %d train / %d held out (split seed %d, list sha256 %s)",
+             len(train_idx), len(hold_idx), args.split_seed, sha[:16])
+    return SimpleNamespace(train=train_idx, hold=hold_idx, text=text, sha=sha, file=file)
+
+
+def _model(args, num_classes: int) -> nn.Module:
+    from mobile_export.models import get_model, load_into, read_state_dict
+
+    torch.manual_seed(args.seed)
+    model = get_model(args.model, num_classes=num_classes)
+    if args.head_bias is not None and not args.init:
+        head = reinit_head(model, args.head_bias)
+        log.info("init: %s re-initialised (Kaiming uniform weight, bias %g)", head, args.head_bias)
+    if args.init:
+        load_into(model, read_state_dict(args.init), str(args.init))
+        log.info("init: weights from %s", args.init)
+    return model
+
+
+def _setup(args) -> SimpleNamespace:
+    """Everything a run (or a --bench) needs: data, split, model, optimizer, schedule, transforms."""
+    from mobile_export.models import IMAGENET_MEAN, IMAGENET_STD, get_spec
 
     spec = get_spec(args.model)
     if args.input_size < spec.min_input_size:
         raise SystemExit(f"--input-size {args.input_size} is below {args.model}'s minimum {spec.min_input_size}.")
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if args.norm == "cifar10" else (IMAGENET_MEAN, IMAGENET_STD)
-
-    ds = load_dataset(args.data)
-    classes = [str(c) for c in ds["classes"]]
-    train_idx, hold_idx = holdout_split(ds, args.holdout, args.split_seed)
-    hold_text = holdout_text(ds["files"][hold_idx])
-    hold_sha = hashlib.sha256(hold_text.encode()).hexdigest()
-    hold_file = args.out / f"{args.weights_name}_holdout.txt"
-    if hold_file.is_file() and hold_file.read_text() != hold_text and not args.bench:
-        raise SystemExit(f"{hold_file} lists a different held-out split (other data or --split-seed); "
-                         "remove it or use the same data and seed.")
-    log.info("split: %d train / %d held out (split seed %d, list sha256 %s)",
-             len(train_idx), len(hold_idx), args.split_seed, hold_sha[:16])
-
-    torch.manual_seed(args.seed)
-    model = get_model(args.model, num_classes=len(classes))
-    if args.head_bias is not None and not args.init:
-        head = reinit_head(model, args.head_bias)
-        log.info("init: %s re-initialised (Kaiming uniform weight, bias %g)", head, args.head_bias)
-    if args.init:
-        from mobile_export.models import load_into, read_state_dict
-        load_into(model, read_state_dict(args.init), str(args.init))
-        log.info("init: weights from %s", args.init)
+    ds = cifar_data.load_dataset(args.data)
+    split = _split(args, ds)
+    model = _model(args, len(ds["classes"]))
     mf = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=mf)
     opt = torch.optim.SGD(param_groups(model, args.wd, args.wd_dw, args.wd_bn), lr=args.lr, momentum=0.9, nesterov=True)
-    steps_per_epoch = len(train_idx) // args.batch  # drop the last partial batch
+    steps_per_epoch = len(split.train) // args.batch  # drop the last partial batch
     total = steps_per_epoch * args.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, args.warmup))
-    crit = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    tf = TrainTransform(args.input_size, mean, std)
     low_size, low_epochs = args.low_res or (args.input_size, 0)
     if low_epochs >= args.epochs:
         raise SystemExit(f"--low-res {low_size}:{low_epochs} leaves no epoch at --input-size {args.input_size}; "
                          f"give N below --epochs {args.epochs}.")
-    tf_low = TrainTransform(low_size, mean, std)
-    net = torch.compile(model) if args.compile else model  # shares model's parameters
-    images, labels = ds["images"], torch.from_numpy(ds["labels"])
+    return SimpleNamespace(
+        args=args, ds=ds, split=split, classes=[str(c) for c in ds["classes"]], mean=mean, std=std, mf=mf,
+        model=model, net=torch.compile(model) if args.compile else model,  # net shares model's parameters
+        opt=opt, sched=torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, args.warmup)),
+        crit=nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
+        tf=TrainTransform(args.input_size, mean, std), tf_low=TrainTransform(low_size, mean, std),
+        low_size=low_size, low_epochs=low_epochs, steps_per_epoch=steps_per_epoch, total_steps=total,
+        images=ds["images"], labels=torch.from_numpy(ds["labels"]),
+    )
 
-    if args.bench:
-        rng = np.random.default_rng(args.seed)
-        model.train()
-        times = []
-        for step in range(args.bench):
-            idx = rng.choice(train_idx, size=args.batch, replace=False)
-            t0 = time.perf_counter()
-            x = (tf_low if args.low_res else tf)(images[idx], rng).to(memory_format=mf)
-            loss = crit(net(x), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
-        per = float(np.median(times[2:] if len(times) > 4 else times))
-        t0 = time.perf_counter()
-        xe = eval_inputs(images[hold_idx[:500]], args.input_size, mean, std)
-        tprep = (time.perf_counter() - t0) * len(hold_idx) / 500
-        t0 = time.perf_counter()
-        evaluate(model, xe.to(memory_format=mf), labels[hold_idx[:500]])
-        tev = (time.perf_counter() - t0) * len(hold_idx) / 500
-        print(f"{args.model} @ {low_size if args.low_res else args.input_size}: {per * 1000:.0f} ms/step → {per * steps_per_epoch / 60:.1f} min/epoch"
-              f" + eval {tev:.0f}s (held-out preprocessing once {tprep:.0f}s)")
-        return 0
 
-    work = args.workdir or CACHE / "train" / f"{args.model}_{args.weights_name}_s{args.input_size}"
-    work.mkdir(parents=True, exist_ok=True)
-    ckpt_path = work / "last.pt"
-    start_epoch, elapsed, history = 0, 0.0, []
+def _step(r: SimpleNamespace, tf, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on the images ``idx``: (loss, logits)."""
+    x = tf(r.images[idx], rng).to(memory_format=r.mf)
+    out = r.net(x)
+    loss = r.crit(out, r.labels[idx])
+    r.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    r.opt.step()
+    return loss, out
+
+
+def _bench(r: SimpleNamespace) -> int:
+    args = r.args
     rng = np.random.default_rng(args.seed)
-    run_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-               if k not in ("resume", "out", "workdir", "bench", "threads", "data") and not (k == "low_res" and v is None)}
-    if args.resume:
-        if not ckpt_path.is_file():
-            raise SystemExit(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ck["run_cfg"] != run_cfg or ck["data_sha256"] != ds["sha256"]:
-            diff = {k: (ck["run_cfg"].get(k), v) for k, v in run_cfg.items() if ck["run_cfg"].get(k) != v}
-            raise SystemExit(f"--resume: the checkpoint was made with other settings {diff or 'data'}; "
-                             "resume with the same options (or start afresh, or use --init WEIGHTS).")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        start_epoch, elapsed, history = ck["epoch"], ck["elapsed"], ck["history"]
-        log.info("resume: %s at epoch %d/%d (%.1f min trained so far)", ckpt_path, start_epoch, args.epochs,
-                 elapsed / 60)
+    r.model.train()
+    tf = r.tf_low if args.low_res else r.tf
+    times = []
+    for _ in range(args.bench):
+        idx = rng.choice(r.split.train, size=args.batch, replace=False)
+        t0 = time.perf_counter()
+        _step(r, tf, idx, rng)
+        times.append(time.perf_counter() - t0)
+    per = float(np.median(times[2:] if len(times) > 4 else times))
+    hold = r.split.hold
+    t0 = time.perf_counter()
+    xe = cifar_data.eval_inputs(r.images[hold[:500]], args.input_size, r.mean, r.std)
+    tprep = (time.perf_counter() - t0) * len(hold) / 500
+    t0 = time.perf_counter()
+    evaluate(r.model, xe.to(memory_format=r.mf), r.labels[hold[:500]])
+    tev = (time.perf_counter() - t0) * len(hold) / 500
+    size = r.low_size if args.low_res else args.input_size
+    print(f"{args.model} @ {size}: {per * 1000:.0f} ms/step → {per * r.steps_per_epoch / 60:.1f} min/epoch"
+          f" + eval {tev:.0f}s (held-out preprocessing once {tprep:.0f}s)")
+    return 0
 
-    t0 = time.time()
-    x_hold = eval_inputs(images[hold_idx], args.input_size, mean, std).to(memory_format=mf)
-    y_hold = labels[hold_idx]
-    log.info("held-out inputs preprocessed with the zoo's path in %.1fs", time.time() - t0)
 
+def _run_cfg(args) -> dict:
+    """The options a --resume must share with the run it continues."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in ("resume", "out", "workdir", "bench", "threads", "data") and not (k == "low_res" and v is None)}
+
+
+def _resume(r: SimpleNamespace, ckpt_path: Path, rng: np.random.Generator) -> tuple[int, float, list]:
+    """Load the work dir's last.pt into the run: (next epoch, seconds trained, history)."""
+    if not ckpt_path.is_file():
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    run_cfg = _run_cfg(r.args)
+    if ck["run_cfg"] != run_cfg or ck["data_sha256"] != r.ds["sha256"]:
+        diff = {k: (ck["run_cfg"].get(k), v) for k, v in run_cfg.items() if ck["run_cfg"].get(k) != v}
+        raise SystemExit(f"--resume: the checkpoint was made with other settings {diff or 'data'}; "
+                         "resume with the same options (or start afresh, or use --init WEIGHTS).")
+    r.model.load_state_dict(ck["model"])
+    r.opt.load_state_dict(ck["optimizer"])
+    r.sched.load_state_dict(ck["scheduler"])
+    rng.bit_generator.state = ck["rng"]
+    torch.set_rng_state(ck["torch_rng"])
+    log.info("resume: %s at epoch %d/%d (%.1f min trained so far)", ckpt_path, ck["epoch"], r.args.epochs,
+             ck["elapsed"] / 60)
+    return ck["epoch"], ck["elapsed"], ck["history"]
+
+
+def _train_epoch(r: SimpleNamespace, epoch: int, rng: np.random.Generator) -> tuple[float, float]:
+    """One epoch over the training split in a fresh permutation: (mean loss, train top-1)."""
     from tqdm import tqdm
 
+    r.model.train()
+    perm = rng.permutation(r.split.train)
+    run_loss, run_correct, seen = 0.0, 0, 0
+    tf = r.tf_low if epoch < r.low_epochs else r.tf
+    batch = r.args.batch
+    bar = tqdm(range(r.steps_per_epoch), desc=f"{r.args.model} epoch {epoch + 1}/{r.args.epochs}",
+               mininterval=30, file=sys.stderr, dynamic_ncols=False, ncols=100)
+    for step in bar:
+        idx = perm[step * batch:(step + 1) * batch]
+        loss, out = _step(r, tf, idx, rng)
+        r.sched.step()
+        run_loss += loss.item() * len(idx)
+        run_correct += (out.argmax(1) == r.labels[idx]).sum().item()
+        seen += len(idx)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}",
+                            lr=f"{r.sched.get_last_lr()[0]:.4f}")
+    bar.close()
+    return run_loss / seen, run_correct / seen
+
+
+def _train(r: SimpleNamespace) -> tuple[float, list, torch.Tensor, torch.Tensor]:
+    """Train (or resume) to the last epoch, checkpointing after each: (seconds, history, held-out x, y)."""
+    args = r.args
+    work = args.workdir or cifar_data.CACHE / "train" / f"{args.model}_{args.weights_name}_s{args.input_size}"
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / "last.pt"
+    rng = np.random.default_rng(args.seed)
+    start_epoch, elapsed, history = _resume(r, ckpt_path, rng) if args.resume else (0, 0.0, [])
+    t0 = time.time()
+    x_hold = cifar_data.eval_inputs(r.images[r.split.hold], args.input_size, r.mean, r.std)
+    x_hold = x_hold.to(memory_format=r.mf)
+    y_hold = r.labels[r.split.hold]
+    log.info("held-out inputs preprocessed with the zoo's path in %.1fs", time.time() - t0)
     for epoch in range(start_epoch, args.epochs):
         t_ep = time.time()
-        model.train()
-        perm = rng.permutation(train_idx)
-        run_loss, run_correct, seen = 0.0, 0, 0
-        tf_epoch = tf_low if epoch < low_epochs else tf
-        bar = tqdm(range(steps_per_epoch), desc=f"{args.model} epoch {epoch + 1}/{args.epochs}",
-                   mininterval=30, file=sys.stderr, dynamic_ncols=False, ncols=100)
-        for step in bar:
-            idx = perm[step * args.batch:(step + 1) * args.batch]
-            x = tf_epoch(images[idx], rng).to(memory_format=mf)
-            y = labels[idx]
-            out = net(x)
-            loss = crit(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            run_loss += loss.item() * len(idx)
-            run_correct += (out.argmax(1) == y).sum().item()
-            seen += len(idx)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}",
-                                lr=f"{sched.get_last_lr()[0]:.4f}")
-        bar.close()
+        loss, top1 = _train_epoch(r, epoch, rng)
         train_time = time.time() - t_ep
-        acc = evaluate(model, x_hold, y_hold)
+        acc = evaluate(r.model, x_hold, y_hold)
         ep_time = time.time() - t_ep
         elapsed += ep_time
-        history.append({"epoch": epoch + 1, "train_loss": round(run_loss / seen, 4),
-                        "train_top1": round(run_correct / seen, 4), "holdout_top1": round(acc, 4),
-                        "seconds": round(ep_time, 1), "train_seconds": round(train_time, 1)})
+        history.append({"epoch": epoch + 1, "train_loss": round(loss, 4), "train_top1": round(top1, 4),
+                        "holdout_top1": round(acc, 4), "seconds": round(ep_time, 1),
+                        "train_seconds": round(train_time, 1)})
         log.info("epoch %d/%d: loss %.3f train %.3f held-out %.4f (%.0fs; %.1f min total)", epoch + 1,
-                 args.epochs, run_loss / seen, run_correct / seen, acc, ep_time, elapsed / 60)
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch + 1, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "elapsed": elapsed, "history": history, "run_cfg": run_cfg, "data_sha256": ds["sha256"]},
-                    ckpt_path)
+                 args.epochs, loss, top1, acc, ep_time, elapsed / 60)
+        cifar_data.atomic_save({"model": r.model.state_dict(), "optimizer": r.opt.state_dict(),
+                          "scheduler": r.sched.state_dict(), "epoch": epoch + 1, "rng": rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state(), "elapsed": elapsed, "history": history,
+                          "run_cfg": _run_cfg(args), "data_sha256": r.ds["sha256"]}, ckpt_path)
+    return elapsed, history, x_hold, y_hold
 
-    # final: exact-path evaluation once more, then the shipped files
-    model = model.to(memory_format=torch.contiguous_format).eval()
-    acc = evaluate(model, x_hold.contiguous(), y_hold)
-    state = {k: (v.detach().float().contiguous() if v.is_floating_point() else v.detach().contiguous())
-             for k, v in model.state_dict().items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    if not hold_file.is_file():
-        atomic_write(hold_file, hold_text)
-        log.info("wrote %s (%d files, sha256 %s)", hold_file, len(hold_idx), hold_sha)
-    stem = f"{args.model}_{args.weights_name}"
-    pt = args.out / f"{stem}.pt"
-    atomic_save(state, pt)
-    nparams = sum(p.numel() for p in model.parameters())
-    sidecar = {
-        "model": args.model,
-        "weights_name": args.weights_name,
-        "num_classes": len(classes),
+
+def _recipe(r: SimpleNamespace) -> dict:
+    args = r.args
+    return {
+        "optimizer": f"SGD momentum 0.9 nesterov, weight decay {args.wd} (depthwise {args.wd_dw}, "
+                     f"BN {args.wd_bn:g}, none on biases)",
+        "lr_schedule": f"one-cycle per step: linear warm-up {args.lr / 10:g}→{args.lr:g} over "
+                       f"{args.warmup:.0%} of steps, cosine to 0",
+        "lr": args.lr,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "steps": r.total_steps,
+        "label_smoothing": args.label_smoothing,
+        "augmentation": "random crop 32x32 from zero-padded (4 px) image + horizontal flip, then the "
+                        "zoo's geometry for input_size (torch bilinear)",
         "input_size": args.input_size,
-        "mean": list(mean),
-        "std": list(std),
-        "labels": classes,
-        "metadata": {
-            "dataset": {
-                "source": args.data.name,
-                "sha256": ds["sha256"],
-                "images": int(len(ds["labels"])),
-                "train_images": int(len(train_idx)),
-                "holdout_images": int(len(hold_idx)),
-                "holdout_list": hold_file.name,
-                "holdout_list_sha256": hold_sha,
-                "holdout_split": f"classes in sorted order, one np.random.default_rng({args.split_seed}); per class "
-                                 f"choice(len(files), size={args.holdout // len(classes)}, replace=False) indexes "
-                                 "the class's sorted file names; listed class-major in file-name order",
-                "split_seed": args.split_seed,
-            },
-            "holdout_top1": round(acc, 4),
-            # the quick check in tests/models/test_shipped_weights.py: every 10th file of the held-out list
-            "holdout_top1_every10th": round(evaluate(model, x_hold[::10].contiguous(), y_hold[::10]), 4),
-            "holdout_preprocessing": "mobile_export.calibration.preprocess_image (the zoo's path for input_size)",
-            "recipe": {
-                "optimizer": f"SGD momentum 0.9 nesterov, weight decay {args.wd} (depthwise {args.wd_dw}, "
-                             f"BN {args.wd_bn:g}, none on biases)",
-                "lr_schedule": f"one-cycle per step: linear warm-up {args.lr / 10:g}→{args.lr:g} over "
-                               f"{args.warmup:.0%} of steps, cosine to 0",
-                "lr": args.lr,
-                "epochs": args.epochs,
-                "batch": args.batch,
-                "steps": total,
-                "label_smoothing": args.label_smoothing,
-                "augmentation": "random crop 32x32 from zero-padded (4 px) image + horizontal flip, then the "
-                                "zoo's geometry for input_size (torch bilinear)",
-                "input_size": args.input_size,
-                **({"low_res": f"the first {low_epochs} epochs at {low_size} px"} if low_epochs else {}),
-                "normalization": args.norm,
-                "init": f"{args.init.name} (metadata.init_from)" if args.init else "random (zoo initialisation)" + (
-                    f"; last layer Kaiming uniform with bias {args.head_bias:g} (logits pass a ReLU)"
-                    if args.head_bias is not None else ""),
-                "threads": args.threads,
-            },
-            "seed": args.seed,
-            "history": history,
-            "training_wall_time_s": round(elapsed, 1),
-            "params": nparams,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "tool": "tools/train_reference.py",
+        **({"low_res": f"the first {r.low_epochs} epochs at {r.low_size} px"} if r.low_epochs else {}),
+        "normalization": args.norm,
+        "init": f"{args.init.name} (metadata.init_from)" if args.init else "random (zoo initialisation)" + (
+            f"; last layer Kaiming uniform with bias {args.head_bias:g} (logits pass a ReLU)"
+            if args.head_bias is not None else ""),
+        "threads": args.threads,
+    }
+
+
+def _sidecar(r: SimpleNamespace, acc: float, acc10: float, elapsed: float, history: list) -> dict:
+    """The checkpoint's JSON sidecar (what models/shipped.py registers), with the run's provenance."""
+    args, ds, split = r.args, r.ds, r.split
+    meta = {
+        "dataset": {
+            "source": args.data.name,
+            "sha256": ds["sha256"],
+            "images": int(len(ds["labels"])),
+            "train_images": int(len(split.train)),
+            "holdout_images": int(len(split.hold)),
+            "holdout_list": split.file.name,
+            "holdout_list_sha256": split.sha,
+            "holdout_split": f"classes in sorted order, one np.random.default_rng({args.split_seed}); per class "
+                             f"choice(len(files), size={args.holdout // len(r.classes)}, replace=False) indexes "
+                             "the class's sorted file names; listed class-major in file-name order",
+            "split_seed": args.split_seed,
         },
+        "holdout_top1": round(acc, 4),
+        # the quick check in tests/models/test_shipped_weights.py: every 10th file of the held-out list
+        "holdout_top1_every10th": round(acc10, 4),
+        "holdout_preprocessing": "mobile_export.calibration.preprocess_image (the zoo's path for input_size)",
+        "recipe": _recipe(r),
+        "seed": args.seed,
+        "history": history,
+        "training_wall_time_s": round(elapsed, 1),
+        "params": sum(p.numel() for p in r.model.parameters()),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "tool": "tools/train_reference.py",
     }
     prior = init_provenance(args.init)
     if prior:
-        sidecar["metadata"]["init_from"] = prior
-        sidecar["metadata"]["training_wall_time_total_s"] = round(
+        meta["init_from"] = prior
+        meta["training_wall_time_total_s"] = round(
             elapsed + prior.get("training_wall_time_total_s", prior.get("training_wall_time_s", 0.0)), 1)
-    atomic_write(args.out / f"{stem}.json", json.dumps(sidecar, indent=2) + "\n")
+    return {"model": args.model, "weights_name": args.weights_name, "num_classes": len(r.classes),
+            "input_size": args.input_size, "mean": list(r.mean), "std": list(r.std), "labels": r.classes,
+            "metadata": meta}
+
+
+def _write(r: SimpleNamespace, elapsed: float, history: list, x_hold: torch.Tensor, y_hold: torch.Tensor) -> None:
+    """Final exact-path evaluation, then the float32 state_dict, the held-out list and the sidecar."""
+    args = r.args
+    model = r.model.to(memory_format=torch.contiguous_format).eval()
+    acc = evaluate(model, x_hold.contiguous(), y_hold)
+    acc10 = evaluate(model, x_hold[::10].contiguous(), y_hold[::10])
+    state = {k: (v.detach().float().contiguous() if v.is_floating_point() else v.detach().contiguous())
+             for k, v in model.state_dict().items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not r.split.file.is_file():
+        cifar_data.atomic_write(r.split.file, r.split.text)
+        log.info("wrote %s (%d files, sha256 %s)", r.split.file, len(r.split.hold), r.split.sha)
+    stem = f"{args.model}_{args.weights_name}"
+    pt = args.out / f"{stem}.pt"
+    cifar_data.atomic_save(state, pt)
+    sidecar = _sidecar(r, acc, acc10, elapsed, history)
+    cifar_data.atomic_write(args.out / f"{stem}.json", json.dumps(sidecar, indent=2) + "\n")
     log.info("wrote %s (%.1f MB) and %s.json: held-out top-1 %.4f, %.1f min of training",
              pt, pt.stat().st_size / 1e6, stem, acc, elapsed / 60)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    run = _setup(args)
+    if args.bench:
+        return _bench(run)
+    elapsed, history, x_hold, y_hold = _train(run)
+    _write(run, elapsed, history, x_hold, y_hold)
     return 0
 
 
