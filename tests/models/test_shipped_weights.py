@@ -23,7 +23,9 @@ HOLDOUT_LIST = WEIGHTS_DIR / "cifar10_holdout.txt"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SAMPLE = 500  # held-out images checked per model (50 per class, every 10th of the list)
 TOLERANCE_PP = 2.0
-MAX_TOTAL_MB = 40.0
+# 40 MB held the eight checkpoints of issue 18 (25.7 MB); raised deliberately for issue 16's GhostNet
+# (7.9 MB) and EfficientNet-B0 (8.1 MB) in float16: 41.7 MB in all.
+MAX_TOTAL_MB = 45.0
 
 pytestmark = pytest.mark.skipif(not SIDECARS, reason="no checkpoints shipped in models/weights/")
 
