@@ -1,6 +1,7 @@
 """The CIFAR-10 training data the reference tools share (train_reference, pack_checkpoint,
 accuracy_table): the archive or ImageFolder decoded once into a cached uint8 array, the seeded
-class-balanced held-out split, the zoo's own preprocessing of held-out images, and atomic writes.
+class-balanced held-out split, the zoo's own preprocessing of held-out images, held-out top-1, and
+atomic writes.
 """
 from __future__ import annotations
 
@@ -153,6 +154,16 @@ def eval_inputs(images: np.ndarray, input_size: int, mean, std) -> torch.Tensor:
     cfg = SimpleNamespace(input_size=input_size, mean=mean, std=std, spec=SimpleNamespace(in_channels=3))
     out = np.stack([preprocess_image(Image.fromarray(im), cfg) for im in images])
     return torch.from_numpy(out)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    """Held-out top-1 of ``model`` on preprocessed ``x`` (the trainer's and the packer's figure)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += (model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
+    return correct / len(x)
 
 
 def atomic_save(obj, path: Path) -> None:

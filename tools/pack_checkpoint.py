@@ -22,7 +22,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar_data  # noqa: E402
-import train_reference as tr  # noqa: E402  (its evaluate: the trainer's held-out figure)
 
 log = logging.getLogger("pack_checkpoint")
 
@@ -73,8 +72,8 @@ def pack(sidecar: Path, data: Path) -> dict:
     torch.save(half, tmp)
     try:
         load_into(model, read_state_dict(tmp), str(tmp))   # exactly the shipped path: read, upcast, load
-        acc = tr.evaluate(model, x, y)
-        acc10 = tr.evaluate(model, x[::10].contiguous(), y[::10])
+        acc = cifar_data.evaluate(model, x, y)
+        acc10 = cifar_data.evaluate(model, x[::10].contiguous(), y[::10])
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -65,7 +65,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar_data  # noqa: E402  (the archive, the held-out split, atomic writes)
-from cifar_data import CIFAR10_MEAN, CIFAR10_STD, DEFAULT_DATA, REPO  # noqa: E402
+from cifar_data import CIFAR10_MEAN, CIFAR10_STD, DEFAULT_DATA, REPO, evaluate  # noqa: E402
 
 log = logging.getLogger("train_reference")
 
@@ -163,15 +163,6 @@ def one_cycle(total_steps: int, warmup_frac: float = 0.15, start_div: float = 10
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
     return f
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch):
-        correct += (model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
-    return correct / len(x)
 
 
 def init_provenance(init: Path | None) -> dict | None:

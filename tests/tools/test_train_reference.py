@@ -33,17 +33,11 @@ def test_fine_tune_records_the_chain_it_started_from(tool, tmp_path):
 def test_low_res_trains_the_first_epochs_small_then_at_the_input_size(tool, tmp_path, monkeypatch):
     """--low-res S:N: epochs 1..N see S px batches, the rest --input-size; the sidecar says so; the
     held-out figure is measured at --input-size."""
-    import numpy as np
     import pytest
-    from PIL import Image
 
     tr = tool("train_reference")
     monkeypatch.setattr(tr.cifar_data, "CACHE", tmp_path / "cache")  # the decoded-data cache
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (tmp_path / "data" / c).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    _tiny_tree(tmp_path / "data")
     seen = []
 
     class Recording(tr.TrainTransform):
