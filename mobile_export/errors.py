@@ -85,6 +85,16 @@ class ConversionError(InternalError):
     """A conversion stage failed in a way that is not the user's input (exit 3)."""
 
 
+class TensorFlowSetupError(UserError):
+    """TensorFlow was started without the oneDNN kernels the lowered graph needs to run on the CPU."""
+
+    def __init__(self, detail: str):
+        super().__init__(
+            f"TensorFlow cannot run this model's float graph without its oneDNN kernels ({detail}); "
+            "set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported (or import mobile_export first)."
+        )
+
+
 class FidelityError(MobileExportError):
     """The converted model does not reproduce the reference within the bounds."""
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import mobile_export  # noqa: F401  (its TensorFlow environment defaults, before any test imports TF)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MOBILE_EXPORT_SHARED", REPO.parent / "shared"))
 GOLDEN_DIR = SHARED / "torchvision-golden"

@@ -148,16 +148,14 @@ def _columns(w: np.ndarray, groups: int) -> list[tuple[slice, int]]:
 
 def channel_ranges(float_graph, inputs_nhwc: np.ndarray, tensors: list[str]) -> dict[str, np.ndarray]:
     """Max |activation| per channel of each named tensor, over the first MAX_INPUTS inputs."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: float_graph(x, extra_outputs=tensors), autograph=False)
+    fn = float_graph.evaluator(tensors)
     batch = int(float_graph.input_shape[0])
     x = inputs_nhwc[:MAX_INPUTS]
     out = {t: None for t in tensors}
     for i in range(0, len(x) - batch + 1, batch):
-        res = fn(tf.constant(x[i:i + batch]))
+        res = fn(x[i:i + batch])
         for t in tensors:
-            a = np.abs(res[t].numpy()).reshape(-1, res[t].shape[-1]).max(axis=0)
+            a = np.abs(res[t]).reshape(-1, res[t].shape[-1]).max(axis=0)
             out[t] = a if out[t] is None else np.maximum(out[t], a)
     return out
 

@@ -132,9 +132,7 @@ def subsample(values: np.ndarray, rng: np.random.Generator, limit: int = MAX_SAM
 def collect_activations(lowered, inputs_nhwc: np.ndarray, names: list[str], seed: int = 0) -> dict[str, np.ndarray]:
     """Run the float lowered graph on ``inputs_nhwc`` and keep (a sample of) each named tensor.
     Min and max are always kept exactly, whatever is subsampled."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: lowered(x, extra_outputs=names), autograph=False)
+    fn = lowered.evaluator(names)
     rng = np.random.default_rng(seed)
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     extremes: dict[str, list[float]] = {n: [np.inf, -np.inf] for n in names}
@@ -144,9 +142,9 @@ def collect_activations(lowered, inputs_nhwc: np.ndarray, names: list[str], seed
     per_step = max(MAX_SAMPLES // steps, 1)
     for i in tqdm(range(0, len(inputs_nhwc) - batch + 1, batch), desc="collect activations", unit="batch",
                   leave=False, disable=None):
-        outs = fn(tf.constant(inputs_nhwc[i:i + batch]))
+        outs = fn(inputs_nhwc[i:i + batch])
         for n in names:
-            a = outs[n].numpy()
+            a = outs[n]
             extremes[n] = [min(extremes[n][0], float(a.min())), max(extremes[n][1], float(a.max()))]
             chunks[n].append(subsample(a, rng, per_step))
     result = {}

@@ -6,6 +6,7 @@ a graph constant (no variables, so no READ_VARIABLE ops reach the TFLite model).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,7 @@ import onnx
 import tensorflow as tf
 
 from mobile_export.convert.graph import attrs, initializer_arrays, producers_of
+from mobile_export.errors import TensorFlowSetupError
 
 from . import ops_conv, ops_elementwise, ops_shape  # noqa: F401  (register the lowerings)
 from .passes import run_passes
@@ -141,5 +143,28 @@ class LoweredGraph:
             result[name] = tf.transpose(v.t, [0, 3, 1, 2]) if v.nhwc else v.t
         return result
 
+    def evaluator(self, names: list[str]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """A compiled ``x_nhwc → {name: array}`` that runs the graph in TensorFlow and returns the
+        named ONNX tensors (calibration statistics, equalization)."""
+        fn = tf.function(lambda x: self(x, extra_outputs=names), autograph=False)
+
+        def run(x: np.ndarray) -> dict[str, np.ndarray]:
+            try:
+                out = fn(tf.constant(x))
+            except tf.errors.UnimplementedError as e:
+                if onednn_enabled():
+                    raise
+                raise TensorFlowSetupError(e.message.splitlines()[0].split("}} ")[-1].rstrip(".")) from e
+            return {n: out[n].numpy() for n in names}
+
+        return run
+
     def op_types(self) -> list[str]:
         return [n.op_type for n in self.model.graph.node]
+
+
+def onednn_enabled() -> bool:
+    """Whether this TensorFlow runs the oneDNN CPU kernels (see ``mobile_export/__init__.py``)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
