@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -17,6 +16,11 @@ from pathlib import Path
 from mobile_export.errors import INTERNAL_ERROR_EXIT, InvalidOptionError, MobileExportError
 
 SUBCOMMANDS = ("export", "list", "validate", "arm", "batch")
+
+
+def _log_flags(p, verbose_help: str = "third-party logs too (TensorFlow, the TFLite converter and interpreter)") -> None:
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    p.add_argument("--verbose", action="store_true", help=verbose_help)
 
 
 def _float(text: str) -> float:
@@ -65,7 +69,7 @@ def _export_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dist", help="output root (default: dist)")
     p.add_argument("--gate", help="gate TOML file: validate the artifact after export and apply the gate")
-    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    _log_flags(p)
 
 
 def _validate_parser(sub) -> None:
@@ -101,7 +105,7 @@ def _validate_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="data sampling and bootstrap seed")
     p.add_argument("--layer-samples", type=_positive_int, default=4, help="samples for the per-layer comparison")
     p.add_argument("--latency-runs", type=int, help="timed runs per runtime (default 30; 0: skip latency)")
-    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    _log_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_parser(sub)
     lp = sub.add_parser("list", help="list registered models")
     lp.add_argument("--family")
-    lp.add_argument("--quiet", action="store_true")
+    _log_flags(lp)
     return parser
 
 
@@ -190,13 +194,13 @@ def _arm_parser(sub) -> None:
     from mobile_export.runtimes.arm.cpus import CPUS, DEFAULT_CPU
 
     p = sub.add_parser("arm", help="emulated ARM runtime (qemu-aarch64): validate without a phone")
-    p.set_defaults(quiet=False)
+    p.set_defaults(quiet=False, verbose=False)
     asub = p.add_subparsers(dest="arm_command", metavar="setup", parser_class=_Parser, required=True)
     s = asub.add_parser("setup", help="prepare (or verify) the qemu-aarch64 sysroot for one core",
                         description="Needs root for apt-get (qemu-user, arm64 packages) on the first run.")
     s.add_argument("--cpu", default=DEFAULT_CPU, help=f"core to emulate: {', '.join(CPUS)} (default {DEFAULT_CPU})")
     s.add_argument("--force", action="store_true", help="rebuild even when a verified runtime exists")
-    s.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    _log_flags(s)
 
 
 def _cmd_arm(args) -> int:
@@ -221,8 +225,7 @@ def _batch_parser(sub) -> None:
     p.add_argument("--cpus", type=_positive_int, help="CPUs of the local Ray (default: all cores)")
     p.add_argument("--resume", action="store_true", help="skip cells whose folder already holds this cell's result")
     p.add_argument("--serial", action="store_true", help="run the cells one after another in this process (no Ray)")
-    p.add_argument("--verbose", action="store_true", help="Ray's and the workers' logs too")
-    p.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    _log_flags(p, "Ray's, the workers' and the third-party libraries' logs too")
 
 
 def _cmd_batch(args) -> int:
@@ -255,26 +258,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="mobile-export: %(message)s", stream=sys.stderr)
-    try:
-        return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm,
-                "batch": _cmd_batch}[args.command](args)
-    except MobileExportError as e:
-        if e.exit_code == INTERNAL_ERROR_EXIT:
-            return _internal_error(e)
-        print(f"mobile-export: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("mobile-export: interrupted; nothing was written to the output directory.", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: not the user's input, and not a fidelity failure (exit 1)
-        return _internal_error(e)
+    from mobile_export.logs import cli_logging
+
+    with cli_logging(quiet=args.quiet, verbose=args.verbose) as native:
+        try:
+            return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm,
+                    "batch": _cmd_batch}[args.command](args)
+        except MobileExportError as e:
+            if e.exit_code == INTERNAL_ERROR_EXIT:
+                return _internal_error(e, native.text())
+            print(f"mobile-export: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("mobile-export: interrupted; nothing was written to the output directory.", file=sys.stderr)
+            return 130
+        except Exception as e:  # a bug: not the user's input, and not a fidelity failure (exit 1)
+            return _internal_error(e, native.text())
 
 
-def _internal_error(e: BaseException) -> int:
-    """One line on stderr naming the log file that holds the traceback; exit 3."""
+def _internal_error(e: BaseException, native: str = "") -> int:
+    """One line on stderr naming the log file that holds the traceback (and what native libraries
+    wrote to stderr meanwhile); exit 3."""
     import tempfile
     import time
     import traceback
@@ -286,7 +290,8 @@ def _internal_error(e: BaseException) -> int:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             log_path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-            log_path.write_text(f"mobile-export {' '.join(sys.argv[1:])}\n\n{text}")
+            native_part = f"\nnative stderr (last lines):\n{native}" if native else ""
+            log_path.write_text(f"mobile-export {' '.join(sys.argv[1:])}\n\n{text}{native_part}")
             break
         except OSError:
             log_path = None
