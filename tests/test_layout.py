@@ -14,7 +14,7 @@ ROOTS = {"mobile_export": "mobile_export", "models": "mobile_export.models", "ca
 # The stages, lowest first. A unit may import units of a lower rank only (and itself): cli → batch → pipeline →
 # validation → quantize → convert → runtimes / report / reference → models / calibration → core.
 RANKS = {
-    "mobile_export.errors": 0,
+    "mobile_export.errors": 0, "mobile_export.logs": 0,
     "mobile_export.options": 1, "mobile_export.metrics": 1,
     "mobile_export.fidelity": 2, "mobile_export.artifacts": 2,
     "mobile_export.models": 3, "mobile_export.calibration": 3,

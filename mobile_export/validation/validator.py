@@ -380,12 +380,17 @@ def validate(tflite_path: str | os.PathLike, reference: str | None = None,
 
 
 def _check_early(opts: ValidateOptions, gate_file, out_dir: Path) -> None:
-    """The data source and every output path, checked before the reference is built or anything runs."""
+    """The data source, the device and every output path, checked before the reference is built or
+    anything runs."""
     from mobile_export.calibration import check_source
 
     data = opts.data if opts.data is not None else (gate_file.top.get("data") if gate_file else None)
     if data is not None and str(data) not in (CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
         check_source(data, "--data")
+    if opts.runtime is Runtime.ADB:  # adb and the device, before the reference is built
+        from mobile_export.runtimes.arm.adb import DeviceOptions, check_device
+
+        check_device(opts.device or DeviceOptions())
     if opts.write:
         artifacts.check_target_dir(out_dir, "--out")
         if opts.junit is not None:

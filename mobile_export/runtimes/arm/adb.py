@@ -203,17 +203,22 @@ class DeviceRun:
         return d
 
 
-def run_on_device(model: bytes, inputs_raw: np.ndarray | None, opts: DeviceOptions,
-                  fp32_sibling: bytes | None = None) -> DeviceRun:
-    """Push ``model`` and run it on the device: outputs of ``inputs_raw`` (raw NHWC tensors, quantized
-    on the host) when ``opts.python`` is set, ``benchmark_model`` timings (of the fp32 sibling too, for
-    the ratio) when a binary is available. Cleans the device directory up afterwards."""
+def check_device(opts: DeviceOptions) -> "Adb":
+    """The options, adb and the device, checked before anything runs (validate calls it first)."""
     if opts.threads < 1 or opts.runs < 1:
         raise AdbError(f"device threads and runs must be at least 1, got {opts.threads} and {opts.runs}.")
     if opts.benchmark and not opts.benchmark.startswith("/") and not Path(opts.benchmark).is_file():
         raise AdbError(f"--benchmark-binary {opts.benchmark}: no such local file (give a local benchmark_model to "
                        "push, or an absolute path on the device).")
-    adb = Adb.connect(opts)
+    return Adb.connect(opts)
+
+
+def run_on_device(model: bytes, inputs_raw: np.ndarray | None, opts: DeviceOptions,
+                  fp32_sibling: bytes | None = None) -> DeviceRun:
+    """Push ``model`` and run it on the device: outputs of ``inputs_raw`` (raw NHWC tensors, quantized
+    on the host) when ``opts.python`` is set, ``benchmark_model`` timings (of the fp32 sibling too, for
+    the ratio) when a binary is available. Cleans the device directory up afterwards."""
+    adb = check_device(opts)
     run = DeviceRun(serial=adb.serial, abi=adb.abi())
     if not run.abi.startswith("arm64"):
         run.notes.append(f"the device's ABI is {run.abi}, not arm64-v8a: timings are not those of a 64-bit ARM CPU.")
