@@ -37,9 +37,10 @@ def test_gate_file_sets_the_issue_limits():
 
     g = gates.read_gate_file(Path(__file__).parents[2] / "tools" / "accuracy_gate.toml")
     drop = {n: gates.thresholds_for(g, None, n, "int8")[0]["max_top1_drop_pp"]
-            for n in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small", "mobilenet_v3_large")}
+            for n in ("mobilenet_v2", "shufflenet_v2_x1_0", "mobilenet_v3_small", "mobilenet_v3_large",
+                      "efficientnet_b0", "ghostnet_1_0")}
     assert drop == {"mobilenet_v2": 0.3, "shufflenet_v2_x1_0": 0.3, "mobilenet_v3_small": 0.7,
-                    "mobilenet_v3_large": 0.7}
+                    "mobilenet_v3_large": 0.7, "efficientnet_b0": 0.7, "ghostnet_1_0": 0.3}
 
 
 def test_prepare_writes_lossless_image_folders(table, tmp_path):
