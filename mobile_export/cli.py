@@ -235,7 +235,7 @@ def _cmd_batch(args) -> int:
         raise InvalidOptionError("--serial runs in this process; drop --address (or --serial to use the cluster).")
     matrix = load_matrix(args.matrix)
     res = run_batch(matrix, args.out, address=args.address, serial=args.serial, resume=args.resume,
-                    num_cpus=args.cpus, verbose=args.verbose)
+                    num_cpus=args.cpus, verbose=args.verbose, progress=not args.quiet)
     from mobile_export.batch.table import cells_of
 
     for r in res.rows:

@@ -79,8 +79,9 @@ def write_cell(out: Path, cell: Cell, key: str, result: dict) -> None:
 
 def run_batch(matrix: Matrix, out: str | Path = "batch", *, address: str | None = None, serial: bool = False,
               resume: bool = False, num_cpus: int | None = None, verbose: bool = False,
-              cell_fn: Callable = run_cell) -> BatchResult:
-    """Run every cell of ``matrix``; write ``out/<cell>/`` folders and the tables; return the rows."""
+              progress: bool = True, cell_fn: Callable = run_cell) -> BatchResult:
+    """Run every cell of ``matrix``; write ``out/<cell>/`` folders and the tables; return the rows.
+    ``progress``: a progress bar over the cells on stderr."""
     out = Path(out)
     artifacts.check_target_dir(out, "--out")
     t0 = time.perf_counter()
@@ -100,7 +101,7 @@ def run_batch(matrix: Matrix, out: str | Path = "batch", *, address: str | None 
     execute = _run_serial if serial else _run_ray
     complete = True
     try:
-        execute(todo, out, rows, cell_fn, address=address, num_cpus=num_cpus, verbose=verbose)
+        execute(todo, out, rows, cell_fn, address=address, num_cpus=num_cpus, verbose=verbose, progress=progress)
     except KeyboardInterrupt:
         complete = False
         for cell, _, _ in todo:
@@ -122,10 +123,10 @@ def _finish(out: Path, rows: dict, cell: Cell, key: str, result: dict | None, er
     log.info("%s: %s", cell.id, result["row"]["status"])
 
 
-def _run_serial(todo, out: Path, rows: dict, cell_fn, **_) -> None:
+def _run_serial(todo, out: Path, rows: dict, cell_fn, *, progress: bool, **_) -> None:
     from tqdm import tqdm
 
-    for cell, blobs, key in tqdm(todo, desc="batch (serial)", unit="cell", disable=not todo):
+    for cell, blobs, key in tqdm(todo, desc="batch (serial)", unit="cell", disable=not (todo and progress)):
         try:
             result, error = cell_fn(cell, blobs), None
         except KeyboardInterrupt:
@@ -141,7 +142,7 @@ def _ray_cause(e: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else e
 
 
-def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose) -> None:
+def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose, progress) -> None:
     import ray
     from tqdm import tqdm
 
@@ -166,7 +167,7 @@ def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose
         for cell, blobs, key in todo:
             refs = {k: blob_refs.setdefault(b.sha256, ray.put(b)) for k, b in blobs.items()}
             pending[task.remote(cell_fn, cell, refs)] = (cell, key)
-        with tqdm(total=len(pending), desc="batch (ray)", unit="cell") as bar:
+        with tqdm(total=len(pending), desc="batch (ray)", unit="cell", disable=not progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 cell, key = pending.pop(done[0])

@@ -13,7 +13,6 @@ import pytest
 from mobile_export.batch import load_matrix, run_batch
 from mobile_export.batch.cell import run_cell
 from mobile_export.cli import main
-from mobile_export.errors import MatrixError
 
 FOUR = """
 models = ["squeezenet1_1", "mobilenet_v1_x0_5"]
@@ -203,3 +202,15 @@ def test_table_names_failed_and_errored_cells(tmp_path):
     assert "<img" in (tmp_path / "out" / "batch.html").read_text()
     assert json.loads((tmp_path / "out" / "batch.json").read_text())["exit_code"] == 2
     assert BatchResult(tmp_path, [fail]).exit_code == 1 and BatchResult(tmp_path, [], complete=False).exit_code == 130
+
+
+def _refuse(cell, blobs):
+    raise ValueError("not run in this test")
+
+
+def test_quiet_batch_draws_no_progress_bar(tmp_path, capsys):
+    m = load_matrix(_matrix(tmp_path, 'models = ["squeezenet1_1"]\nprecisions = ["fp32", "int8"]'))
+    run_batch(m, tmp_path / "a", serial=True, progress=False, cell_fn=_refuse)
+    assert "batch (serial)" not in capsys.readouterr().err
+    run_batch(m, tmp_path / "b", serial=True, cell_fn=_refuse)
+    assert "batch (serial)" in capsys.readouterr().err
