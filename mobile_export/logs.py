@@ -7,10 +7,12 @@ are filtered by the handler. Native code writes to file descriptor 2 directly â€
 ``TF_CPP_MIN_LOG_LEVEL`` is read), the TFLite converter's "fully_quantize: ..." and the interpreter's
 "Created TensorFlow Lite XNNPACK delegate" â€” so while a command runs, fd 2 points at a temporary
 file and Python's ``sys.stderr`` at a duplicate of the real one. What native code wrote is kept for
-an internal-error report (``Captured.text``).
+an internal-error report (``Captured.text``); a fatal signal still prints Python's stack on the real
+stderr (``faulthandler``).
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
@@ -63,14 +65,21 @@ def native_stderr_captured(enabled: bool = True) -> Iterator[Captured]:
     old = sys.stderr
     old.flush()
     saved = os.dup(2)
+    fault_handler_was_on = faulthandler.is_enabled()
     with tempfile.TemporaryFile(prefix="mobile-export-stderr-") as sink:
         os.dup2(sink.fileno(), 2)
         sys.stderr = open(saved, "w", encoding=old.encoding, errors=old.errors, buffering=1)
+        # A crash in native code (segfault, abort) still says so on the terminal, with the Python stack.
+        faulthandler.enable(file=sys.stderr)
         try:
             yield Captured(sink)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
+            if fault_handler_was_on:
+                faulthandler.enable(file=old)
+            else:
+                faulthandler.disable()
             sys.stderr.close()  # closes ``saved``
             sys.stderr = old
 

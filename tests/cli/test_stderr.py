@@ -59,3 +59,18 @@ def test_an_internal_error_log_keeps_what_native_code_wrote(monkeypatch, tmp_pat
     log = Path(err.split("the traceback is in ")[1].split(" (please")[0])
     text = log.read_text()
     assert "RuntimeError: boom" in text and "native stderr (last lines):\nF0000 kernel.cc:12] Check failed" in text
+
+
+CRASH = r"""
+import ctypes, os
+from mobile_export.logs import cli_logging
+with cli_logging():
+    os.write(2, b"native noise\n")
+    ctypes.string_at(0)  # a segfault in native code
+"""
+
+
+def test_a_native_crash_still_shows_on_the_terminal():
+    res = subprocess.run([sys.executable, "-c", CRASH], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in res.stderr and "native noise" not in res.stderr
