@@ -18,8 +18,13 @@ from mobile_export.models import (
     list_models,
     register_model,
 )
+from mobile_export.models.counts import COUNTS
 
 ALL = list_models()
+
+
+def test_counts_table_lists_every_model():
+    assert sorted(COUNTS) == ALL
 
 # Every family the seeds name and the issue asks for, and the variants each must register.
 EXPECTED = {
@@ -82,6 +87,8 @@ def test_params_and_macs_match_paper(name):
     macs = count_macs(model, spec.input_size)
     assert abs(macs - spec.paper.macs) / spec.paper.macs <= spec.paper.macs_tolerance, (macs, spec.paper.macs)
     assert spec.paper.macs_tolerance == 0.03 or "not matched" in spec.paper.source
+    # `mobile-export list` prints the spec table: it must be the built model's count
+    assert COUNTS[name] == (params, macs), f"models/counts.py is stale for {name}: run python -m mobile_export.models.counts"
 
 
 TV = [n for n in ALL if get_spec(n).torchvision_name]
