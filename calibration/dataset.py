@@ -11,7 +11,7 @@ import numpy as np
 from mobile_export.errors import CalibrationError
 
 DEFAULT_SOURCE = "default"
-KINDS = ("default", "image-folder", "imagefolder-tree", "npy", "npz", "cifar10-holdout")
+KINDS = ("default", "image-folder", "imagefolder-tree", "npy", "npz", "cifar10-holdout", "check")
 
 
 def inputs_sha256(inputs: np.ndarray) -> str:

@@ -17,12 +17,12 @@ _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "export": "mobile_export.pipeline",
+    "export": "mobile_export.api",
     "ExportOptions": "mobile_export.options",
     "Precision": "mobile_export.options",
     "ValidateOptions": "mobile_export.options",
-    "validate": "mobile_export.validation",
-    "ValidationReport": "mobile_export.validation",
+    "validate": "mobile_export.api",
+    "ValidationResult": "mobile_export.api",
 }
 
 

@@ -17,7 +17,10 @@ from typing import Any, Iterator
 from mobile_export.errors import ArtifactError, OutputDirError
 from mobile_export.options import Precision
 
-SCHEMA_VERSION = 1  # of manifest.json and of every report.json (export and validation)
+SCHEMA_VERSION = 1  # of manifest.json
+# of every report.json (export and validation alike): 2 = one schema for both (check.report.Report);
+# the export's fidelity "bounds" / "passed" became gate checks, per_layer moved to the top level
+REPORT_SCHEMA_VERSION = 2
 IO_METADATA_ENTRY = "mobile_export.io"  # the .tflite's Model.metadata entry stating its input contract
 MANIFEST_REQUIRED = ("model", "precision", "num_classes", "tflite_sha256", "inputs", "outputs", "preprocessing")
 

@@ -60,11 +60,11 @@ def _export_parser(sub) -> None:
     p.add_argument("--batch", type=_positive_int, default=1)
     p.add_argument("--calibration", help="calibration images dir, ImageFolder tree, or .npy/.npz (int8)")
     p.add_argument("--num-calibration", type=_positive_int, help="int8 calibration images (default 256)")
-    p.add_argument("--input", choices=["pixels", "normalized"],
+    p.add_argument("--input", choices=("pixels", "normalized"),
                    help="what the model takes: raw RGB pixels 0..255 (uint8 for int8, float32 otherwise; normalized "
                         "inside the model, as MediaPipe feeds them; the default) or the normalized image")
     p.add_argument("--softmax", action="store_true", help="output probabilities (softmax) instead of logits")
-    p.add_argument("--io", choices=["int8", "uint8", "float"],
+    p.add_argument("--io", choices=("int8", "uint8", "float"),
                    help="I/O tensor type of an int8 model with --input normalized (default int8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dist", help="output root (default: dist)")
@@ -73,7 +73,7 @@ def _export_parser(sub) -> None:
 
 
 def _validate_parser(sub) -> None:
-    from mobile_export.validation.gate import THRESHOLDS
+    from mobile_export.check.gate import THRESHOLDS
 
     p = sub.add_parser("validate", help="validate a written .tflite against its PyTorch reference",
                        description="Exit 0: the gate passed; 1: a gate check failed; 2: bad usage or input.")
@@ -83,7 +83,7 @@ def _validate_parser(sub) -> None:
     p.add_argument("--data", help="ImageFolder tree, image dir, .npy/.npz, cifar10 (1,000 shipped held-out "
                                   "CIFAR-10 images), or cifar10-default (default: the embedded set, unlabelled)")
     p.add_argument("--num", type=_positive_int, help="number of samples (default 256, or the gate file's num)")
-    p.add_argument("--runtime", default="host", choices=["host", "qemu", "adb"],
+    p.add_argument("--runtime", default="host", choices=("host", "qemu", "adb"),
                    help="where to run TFLite: host (ai-edge-litert), qemu (emulated ARM; see `mobile-export arm "
                         "setup`) or adb (a connected device; see README 'Real device')")
     p.add_argument("--cpu", default="cortex-a76", help="emulated ARM core for --runtime qemu")
@@ -96,7 +96,7 @@ def _validate_parser(sub) -> None:
                                                               "path on the device (default /data/local/tmp/benchmark_model)")
     d.add_argument("--device-runs", type=_positive_int, default=50, help="benchmark_model runs (default 50)")
     d.add_argument("--device-threads", type=_positive_int, default=1, help="threads on the device (default 1)")
-    p.add_argument("--gate", help="gate TOML file (see mobile_export/gate.py); flags below override it")
+    p.add_argument("--gate", help="gate TOML file (see mobile_export/check/gate.py); flags below override it")
     for key, (_, desc) in THRESHOLDS.items():
         flag = "--" + key.removesuffix("_pp").removesuffix("_db").replace("_", "-")  # --max-top1-drop, --min-sqnr
         p.add_argument(flag, dest=key, type=_float, metavar="X", help=desc)
@@ -129,8 +129,8 @@ def _cmd_list(args) -> int:
     if not models:
         raise UserError(f"no models in family '{args.family}'; run `mobile-export list` to see the families.")
     rows = [("name", "family", "input", "params", "MACs", "weights")]
-    rows += [(m["name"], m["family"], str(m["input_size"]), f"{m['params'] / 1e6:.3f}M", f"{m['macs'] / 1e6:.1f}M",
-              ",".join(m["weights"]) or "-") for m in models]
+    rows += [(m.name, m.family, str(m.input_size), f"{m.params / 1e6:.3f}M", f"{m.macs / 1e6:.1f}M",
+              ",".join(m.weights) or "-") for m in models]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -146,38 +146,21 @@ def _cmd_export(args) -> int:
         calibration=args.calibration,
         num_calibration=args.num_calibration, seed=args.seed, gate=args.gate,
     )
-    from mobile_export import pipeline
+    from mobile_export import api
 
-    res = pipeline.export(args.name, opts)
-    f = res.report["fidelity"]["tflite_vs_torch"]
-    x = res.report["xnnpack"]
-    print(f"{res.tflite_path}  ({res.manifest['precision']}, {res.tflite_path.stat().st_size / 1e6:.2f} MB)")
-    print(f"  vs PyTorch: max rel {f['max_rel']:.2e}, cosine {f['cosine_min']:.6f}, top-1 agreement "
-          f"{f['top1_agreement']:.3f}; XNNPACK partitions {x['partitions']} (outside {len(x['outside'])}); "
-          f"latency {res.report['latency']['tflite_1_thread']['median_ms']:.2f} ms")
-    acc = res.report.get("accuracy")
-    if acc:
-        d = acc["top1_drop"]
-        print(f"  accuracy on {acc['samples']} held-out CIFAR-10 images: PyTorch {acc['torch']['top1']:.2%}, "
-              f"TFLite {acc['tflite']['top1']:.2%}, drop {d['drop_pp']:+.2f} pp (95% CI {d['ci_low_pp']:+.2f} .. "
-              f"{d['ci_high_pp']:+.2f})")
-    for w in res.warnings:
-        print(f"  WARNING: {w}")
-    if res.validation is not None:
-        for line in res.validation.summary_lines():
-            print(f"  {line}")
-    checked = "fidelity bounds, one XNNPACK partition" + (", fully integer" if opts.precision.value == "int8" else "")
-    checked = f"export checks: {checked}" + ("; gate" if res.validation is not None else "")
-    print(f"  report: {res.out_dir / 'report.md'} -> {'PASS' if res.passed else 'FAIL'} ({checked})")
+    res = api.export(args.name, opts)
+    print(f"{res.tflite_path}  ({res.report.precision}, {res.tflite_path.stat().st_size / 1e6:.2f} MB)")
+    for line in res.report.summary_lines(res.out_dir / "report.md"):
+        print(f"  {line}")
     return 0 if res.passed else 1
 
 
 def _cmd_validate(args) -> int:
+    from mobile_export import api
+    from mobile_export.check.gate import THRESHOLDS
     from mobile_export.runtimes.arm.adb import DeviceOptions
-    from mobile_export.validation.gate import THRESHOLDS
-    from mobile_export.validation import validate
 
-    res = validate(
+    res = api.validate(
         args.tflite, reference=args.reference, weights=args.weights, data=args.data, num=args.num,
         runtime=args.runtime, gate=args.gate, thresholds={k: getattr(args, k) for k in THRESHOLDS},
         junit=args.junit, out_dir=args.out, seed=args.seed, layer_samples=args.layer_samples,
@@ -295,7 +278,7 @@ def _internal_error(e: BaseException, native: str = "") -> int:
             break
         except OSError:
             log_path = None
-    first = (str(e).strip().splitlines() or [""])[0][:200]
+    first = (str(e).strip().splitlines() or ("",))[0][:200]
     where_text = f"the traceback is in {log_path}" if log_path else f"traceback:\n{text}"
     print(f"mobile-export: internal error ({type(e).__name__}: {first}) — a bug in mobile-export, not a fidelity "
           f"failure; {where_text} (please report it).", file=sys.stderr)

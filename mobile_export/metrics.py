@@ -2,6 +2,8 @@
 statistics, and the one summary of a list of timings."""
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 
@@ -93,3 +95,25 @@ def latency_summary(times_ms: list[float]) -> dict[str, float]:
 
     s = sorted(times_ms)
     return {"median_ms": float(statistics.median(s)), "p90_ms": float(np.percentile(s, 90)), "runs": len(s)}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``compare``'s figures as a typed record (what reports and the CLI read)."""
+
+    max_abs: float
+    max_rel: float
+    cosine_min: float
+    cosine_mean: float
+    sqnr_db: float
+    sqnr_median_db: float
+    top1_agreement: float
+    top5_agreement: float
+    samples: int
+
+    @classmethod
+    def of(cls, got: np.ndarray, ref: np.ndarray) -> "Comparison":
+        return cls(**compare(got, ref))
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)

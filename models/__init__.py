@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch.nn as nn
@@ -80,7 +81,19 @@ def get_model(
     return build_model(cfg)
 
 
-def describe(family: str | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class ModelRow:
+    """One registered model as ``mobile-export list`` prints it."""
+
+    name: str
+    family: str
+    input_size: int
+    params: int
+    macs: int  # at input_size
+    weights: tuple[str, ...]
+
+
+def describe(family: str | None = None) -> list[ModelRow]:
     """One row per registered model (of ``family``): name, family, input size, parameters, MACs
     at that input size (spec data: ``counts.COUNTS``, checked against built models by the zoo
     test), and the registered weights — what ``mobile-export list`` prints."""
@@ -88,8 +101,7 @@ def describe(family: str | None = None) -> list[dict]:
     for name in list_models(family):
         spec = get_spec(name)
         params, macs = COUNTS[name]
-        rows.append({"name": name, "family": spec.family, "input_size": spec.input_size,
-                     "params": params, "macs": macs, "weights": list(spec.weights)})
+        rows.append(ModelRow(name, spec.family, spec.input_size, params, macs, tuple(spec.weights)))
     return rows
 
 
@@ -100,7 +112,7 @@ def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
 
 
 __all__ = [
-    "DEFAULT_REGISTRY", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig", "ModelSpec", "PaperFigures",
+    "DEFAULT_REGISTRY", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig", "ModelRow", "ModelSpec", "PaperFigures",
     "Registry", "WeightsSpec", "build_model", "configure", "describe", "estimate_bn_statistics", "count_macs", "count_params", "get_model",
     "get_spec", "list_models", "load_into", "read_state_dict", "register_model",
 ]

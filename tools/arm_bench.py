@@ -92,11 +92,10 @@ def export_golden(name: str, out: Path, calibration: str | None, fp16: bool, inp
     for prec in ("fp32", "fp16", "int8") if fp16 else ("fp32", "int8"):
         kw = {"calibration": calibration, "num_calibration": 200} if prec == "int8" else {}
         res = export(name, precision=prec, weights=weights, out_dir=out, input=input_kind, **kw)
-        x = res.report["xnnpack"]
-        facts[prec] = {"partitions": x["partitions"], "outside": len(x["outside"]), "passed": res.passed,
-                       "ops": res.report["ops"]}
+        g = res.report.graph
+        facts[prec] = {"partitions": g.partitions, "outside": len(g.outside), "passed": res.passed, "ops": g.ops}
         if prec == "int8":
-            chosen = res.report["int8"]["chosen"]
+            chosen = res.report.int8.chosen
             facts[prec].update(sqnr_db=chosen["sqnr_db"], top1_agreement=chosen["top1_agreement"])
     return facts
 

@@ -3,7 +3,7 @@
 # plugin) in ~/.cache/mobile-export/arm/<cpu>/ (or $MOBILE_EXPORT_CACHE/arm/<cpu>/).
 #   tools/arm_setup.sh [--cpu cortex-a76|cortex-a55|cortex-a53|cortex-a72|neoverse-n1] [--force]
 # The first run needs root (apt-get install qemu-user, dpkg --add-architecture arm64) and network to
-# Debian and PyPI; later runs only verify checksums. See mobile_export/arm/sysroot.py.
+# Debian and PyPI; later runs only verify checksums. See mobile_export/runtimes/arm/sysroot.py.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -x "$repo/.venv/bin/mobile-export" ]; then

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from mobile_export.pipeline import export
+    from mobile_export.api import export
 
     pairs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -72,7 +72,7 @@ def ceiling(name: str, weights: str, calibration: str | None, num: int, out: Pat
 
     res = export(name, precision="int8", weights=weights, out_dir=out, calibration=calibration,
                  num_calibration=num, input="normalized")
-    chosen = res.report["int8"]["chosen"]
+    chosen = res.report.int8.chosen
     proto = onnx.load(str(out / name / "int8" / "model.onnx"))
     config = configure(name, weights=weights)
     calib = load_calibration(calibration, config, num, 0)

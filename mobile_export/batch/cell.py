@@ -89,9 +89,8 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
     """Export and validate ``cell``; ``blobs`` maps the cell's path keys to their shipped content.
     Returns ``{"id", "row", "files": {relative path: bytes}}``. Errors propagate (the executor
     retries, then records them)."""
+    from mobile_export.api import export, validate
     from mobile_export.calibration import NamedSource
-    from mobile_export.pipeline import export
-    from mobile_export.validation import validate
 
     local = {k: unpack(b) for k, b in blobs.items()}
     named = {k: NamedSource(local[k], str(cell.labels.get(k, getattr(cell, k)))) for k in local}
@@ -115,26 +114,25 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
 
 
 def summarize(cell: Cell, res, v) -> dict[str, Any]:
-    """The table row of a finished cell."""
+    """The table row of a finished cell (``res``: api.ExportResult, ``v``: api.ValidationResult)."""
     rep = v.report
-    fid = rep["fidelity"]["tflite_vs_torch"]
-    acc = rep.get("accuracy")
-    lat = ((rep.get("latency") or {}).get("runtimes") or {}).get("tflite", {}).get("1", {})
-    failed = [c.sentence() for c in v.checks if not c.passed and not c.skipped]
+    fid = rep.fidelity.tflite_vs_torch
+    acc = rep.accuracy
+    failed = [c.sentence() for c in rep.gate.failures if not c.skipped]
     if not res.passed:
-        failed.insert(0, "export checks failed: " + "; ".join(res.warnings[:3]))
+        failed.insert(0, "export checks failed: " + "; ".join(c.sentence() for c in res.report.gate.failures[:3]))
     return {
         "id": cell.id, "model": cell.model, "precision": cell.precision.value, "input_size": cell.input_size,
         "status": "pass" if res.passed and v.passed else "fail",
-        "sqnr_db": fid.get("sqnr_db"), "max_rel": fid.get("max_rel"), "top1_agreement": fid.get("top1_agreement"),
-        "partitions": res.report["xnnpack"]["partitions"], "outside": len(res.report["xnnpack"]["outside"]),
-        "latency_ms": lat.get("median_ms"),
-        "samples": rep["data"]["count"],
+        "sqnr_db": fid.sqnr_db, "max_rel": fid.max_rel, "top1_agreement": fid.top1_agreement,
+        "partitions": res.report.graph.partitions, "outside": len(res.report.graph.outside),
+        "latency_ms": rep.latency_ms("tflite", 1),
+        "samples": rep.data.count,
         "torch_top1": acc["torch"]["top1"] if acc else None,
         "tflite_top1": acc["tflite"]["top1"] if acc else None,
         "drop": acc["top1_drop"] if acc else None,
         "checks": [{"name": c.name, "passed": c.passed, "skipped": c.skipped, "sentence": c.sentence()}
-                   for c in v.checks],
+                   for c in rep.gate.checks],
         "failed": failed,
         "tflite_sha256": res.manifest["tflite_sha256"],
     }

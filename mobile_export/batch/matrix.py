@@ -216,7 +216,7 @@ def _cells(name: str, s: dict, path: Path) -> list[Cell]:
                             labels=labels, **kw)
                 cell.export_options()
                 if cell.gate:
-                    from mobile_export.validation.gate import read_gate_file
+                    from mobile_export.check.gate import read_gate_file
 
                     read_gate_file(cell.gate)
             except MatrixError:

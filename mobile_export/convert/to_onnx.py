@@ -71,13 +71,15 @@ def float32_noise(model: nn.Module, inputs: np.ndarray) -> float:
     return float((y32 - y64).abs().max() / y64.abs().max().clamp_min(1e-30))
 
 
-def check_onnx_against_torch(proto: onnx.ModelProto, model: nn.Module, inputs: np.ndarray, input_name: str) -> dict:
+def check_onnx_against_torch(proto: onnx.ModelProto, model: nn.Module, inputs: np.ndarray, input_name: str,
+                             sessions=None) -> dict:
     """Raise when onnxruntime's outputs differ from PyTorch's by more than ``fidelity.ONNX_MAX_REL``
     relative to the largest |output| — or, for ill-conditioned weights, more than
-    ``fidelity.noise_allowance`` of PyTorch's own float32 noise."""
+    ``fidelity.noise_allowance`` of PyTorch's own float32 noise. ``sessions``: the command's
+    ``runtimes.onnxruntime.Sessions``, so the check's session is the one later stages reuse."""
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(inputs)).numpy()
-    got = run_onnxruntime(proto, inputs, input_name)
+    got = run_onnxruntime(proto, inputs, input_name, sessions)
     scale = max(float(np.abs(ref).max()), 1e-12)
     rel = float(np.abs(got - ref).max()) / scale
     noise = float32_noise(model, inputs)

@@ -84,3 +84,62 @@ def device_text(dev: dict[str, Any]) -> str:
         ratio = f", {b['over_fp32']:.2f}x the fp32 model's {b['fp32_avg_ms']:.2f} ms" if "over_fp32" in b else ""
         parts.append(f"benchmark_model avg {b['avg_ms']:.2f} ms over {b.get('runs', '?')} runs{ratio}")
     return "; ".join(parts) + "".join(f" ({n})" for n in dev.get("notes", []))
+
+
+def gate_lines(g: dict[str, Any]) -> list[str]:
+    """The gate table: every check, failures first, measured vs allowed."""
+    lines = [f"## Gate ({g['source']})", "", "| check | measured | allowed | result |", "|---|---|---|---|"]
+    checks = sorted(g["checks"], key=lambda c: c["passed"])  # failures first
+    for c in checks:
+        res = "skipped" if c["skipped"] else ("ok" if c["passed"] else "**FAILED**")
+        lines.append(f"| {c['name']} | {fmt(c['measured'])} | {c['op']} {fmt(c['allowed'])} | {res} |")
+    if not checks:
+        lines.append("| (no thresholds) | | | |")
+    return lines
+
+
+def fidelity_lines(fidelity: dict[str, Any]) -> list[str]:
+    """The output comparisons (TFLite vs PyTorch, vs onnxruntime, ...)."""
+    lines = ["## Outputs", "", "| comparison | max abs | max rel | cosine min | SQNR dB | top-1 agr. | top-5 agr. |",
+             "|---|---|---|---|---|---|---|"]
+    order = ["tflite_vs_torch", "tflite_vs_onnxruntime", "onnxruntime_vs_torch"]
+    for key in order + sorted(set(fidelity) - set(order)):
+        m = fidelity[key]
+        lines.append(f"| {key.replace('_', ' ')} | {fmt(m['max_abs'])} | {fmt(m['max_rel'])} | {fmt(m['cosine_min'], 6)} | "
+                     f"{fmt(m['sqnr_db'])} | {fmt(m['top1_agreement'])} | {fmt(m['top5_agreement'])} |")
+    return lines
+
+
+def accuracy_lines(acc: dict[str, Any] | None) -> list[str]:
+    """Top-1/top-5 per runtime, the drop with its CI and McNemar's test."""
+    lines: list[str] = []
+    if acc:
+        dr, mc = acc["top1_drop"], acc["mcnemar"]
+        lines += ["", "## Accuracy", ""]
+        if acc.get("data"):
+            lines += [f"On {acc['samples']} images: {acc['data']}.", ""]
+        lines += ["| runtime | top-1 | top-5 |", "|---|---|---|",
+                  f"| PyTorch | {acc['torch']['top1']:.4f} | {acc['torch']['top5']:.4f} |",
+                  f"| TFLite | {acc['tflite']['top1']:.4f} | {acc['tflite']['top5']:.4f} |", "",
+                  f"Top-1 drop (PyTorch − TFLite): **{dr['drop_pp']:+.2f} pp**, {int(dr['level'] * 100)}% CI "
+                  f"[{dr['ci_low_pp']:+.2f}, {dr['ci_high_pp']:+.2f}] (paired bootstrap, {dr['resamples']} resamples). "
+                  f"McNemar exact p = {mc['p_value']:.3g} ({mc['torch_only_correct']} right only in PyTorch, "
+                  f"{mc['tflite_only_correct']} only in TFLite)."]
+    return lines
+
+
+def latency_lines(lat: dict[str, Any] | None) -> list[str]:
+    """Median / p90 per runtime and thread count, and the ratios."""
+    lines: list[str] = []
+    if lat:
+        th = lat["threads"]
+        lines += ["", f"## Latency (median / p90 ms, {lat['runs']} warm runs, interleaved)", "",
+                  "| runtime | " + " | ".join(f"{n} thread{'s' * (n > 1)}" for n in th) + " |",
+                  "|---|" + "---|" * len(th)]
+        for name, per in lat["runtimes"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{per[str(n)]['median_ms']:.2f} / {per[str(n)]['p90_ms']:.2f}"
+                                                      for n in th) + " |")
+        lines.append("")
+        for key, per in lat["ratios"].items():
+            lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{per[str(n)]:.2f}× ({n} thr.)" for n in th))
+    return lines

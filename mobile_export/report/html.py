@@ -161,9 +161,10 @@ def to_html(rep: dict[str, Any]) -> str:
     e = html.escape
     verdict = '<span class="pass">PASS</span>' if rep["passed"] else '<span class="fail">FAIL</span>'
     d = rep["data"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>validate {e(rep['model'])} "
+    kind = "validate" if rep["kind"] == "validation" else "export"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{kind} {e(rep['model'])} "
              f"{e(rep['precision'])}</title><style>{CSS}</style></head><body>",
-             f"<h1>mobile-export validate: {e(rep['model'])} ({e(rep['precision'])}) — {verdict}</h1>",
+             f"<h1>mobile-export {kind}: {e(rep['model'])} ({e(rep['precision'])}) — {verdict}</h1>",
              f"<p>Artifact <code>{e(rep['artifact']['tflite'])}</code> · data {e(d['kind'])} <code>{e(d['source'])}</code>, "
              f"{d['count']} samples{' (labelled)' if d['labelled'] else ''} · runtime {e(rep['runtime']['kind'])} "
              f"(ai-edge-litert {e(str(rep['runtime']['ai_edge_litert']))}) · {e(rep['created_at'])}</p>"]
@@ -191,7 +192,7 @@ def to_html(rep: dict[str, Any]) -> str:
         parts.append(f"<p>Top-1 drop (PyTorch − TFLite): <b>{dr['drop_pp']:+.2f} pp</b>, {int(dr['level'] * 100)}% CI "
                      f"[{dr['ci_low_pp']:+.2f}, {dr['ci_high_pp']:+.2f}] (paired bootstrap, {dr['resamples']} resamples, "
                      f"seed {dr['seed']}). McNemar exact p = {mc['p_value']:.3g}.</p>")
-    pl = rep["per_layer"]
+    pl = rep["per_layer"] or {"layers": [], "tolerance": {"kind": "max_rel", "value": 0}}
     first = pl.get("first_divergence")
     parts.append("<h2>Per layer</h2>")
     parts.append(f"<p><b>First divergent layer: <code>{e(first['scope'])}</code></b> ({e(first['op_type'])}, module "

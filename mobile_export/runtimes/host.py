@@ -119,7 +119,7 @@ class TFLiteModel:
     0..255 here (rounded for a uint8 input), so every caller feeds every model the same way."""
 
     def __init__(self, model: bytes, *, num_threads: int = 1, xnnpack: bool = True, preserve_all: bool = False):
-        self.model = model
+        self.model, self.xnnpack, self.num_threads = model, xnnpack, num_threads
         io = io_contract(model)
         self.pixels = None
         if io is not None and io.get("pixels"):
@@ -229,10 +229,17 @@ class GraphView:
     outputs: frozenset[int]
 
     @classmethod
-    def of(cls, model: "bytes | GraphView") -> "GraphView":
+    def of(cls, model: "bytes | GraphView | TFLiteModel") -> "GraphView":
+        """The view of ``model``: bytes (one plain interpreter is opened), or a model already loaded
+        without a delegate (its interpreter is read, none is opened)."""
         if isinstance(model, GraphView):
             return model
-        interp = make_interpreter(model, xnnpack=False)
+        if isinstance(model, TFLiteModel):
+            if model.xnnpack:
+                raise ValueError("GraphView reads the stored graph: pass a model loaded with xnnpack=False")
+            interp = model.interp
+        else:
+            interp = make_interpreter(model, xnnpack=False)
         return cls(interp._get_ops_details(), {t["index"]: t for t in interp.get_tensor_details()},
                    frozenset(d["index"] for d in interp.get_input_details()),
                    frozenset(d["index"] for d in interp.get_output_details()))
@@ -243,10 +250,16 @@ def op_histogram(model: bytes | GraphView) -> dict[str, int]:
     return dict(sorted(collections.Counter(op["op_name"] for op in GraphView.of(model).ops).items()))
 
 
-def xnnpack_partitions(model: bytes) -> dict:
+def xnnpack_partitions(model: "bytes | TFLiteModel") -> dict:
     """How XNNPACK partitions the graph: ``partitions`` (DELEGATE nodes) and the original nodes no
-    partition covers (they run on the slow reference kernels)."""
-    interp = make_interpreter(model, xnnpack=True)
+    partition covers (they run on the slow reference kernels). ``model``: bytes (an XNNPACK
+    interpreter is opened) or a model already loaded with XNNPACK (its interpreter is read)."""
+    if isinstance(model, TFLiteModel):
+        if not model.xnnpack:
+            raise ValueError("xnnpack_partitions needs a model loaded with XNNPACK")
+        interp = model.interp
+    else:
+        interp = make_interpreter(model, xnnpack=True)
     ops = interp._get_ops_details()
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     originals = [op for op in ops if op["op_name"] != "DELEGATE"]

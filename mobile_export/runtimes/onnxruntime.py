@@ -1,6 +1,8 @@
 """The only place that makes onnxruntime InferenceSessions: the float reference runtime."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import onnx
 
@@ -20,9 +22,27 @@ def session(proto: onnx.ModelProto | bytes, threads: int = 1, *, spinning: bool 
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def run_onnxruntime(proto: onnx.ModelProto, inputs: np.ndarray, input_name: str) -> np.ndarray:
-    """Run the ONNX model on a batch of NCHW inputs, in slices of the graph's batch size."""
-    sess = session(proto)
+class Sessions:
+    """The onnxruntime sessions of one command: one per graph (by content) and thread count, opened
+    on first use and shared by every stage that runs that graph (the export's ONNX check, the
+    fidelity run, latency). Idle threads do not spin, so timing one runtime after another is fair."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[bytes, int], object] = {}
+
+    def get(self, proto: onnx.ModelProto | bytes, threads: int = 1):
+        data = proto if isinstance(proto, bytes) else proto.SerializeToString()
+        key = (hashlib.sha256(data).digest(), threads)
+        if key not in self._open:
+            self._open[key] = session(data, threads, spinning=False)
+        return self._open[key]
+
+
+def run_onnxruntime(proto: onnx.ModelProto, inputs: np.ndarray, input_name: str,
+                    sessions: Sessions | None = None) -> np.ndarray:
+    """Run the ONNX model on a batch of NCHW inputs, in slices of the graph's batch size (its session
+    from ``sessions`` when given)."""
+    sess = sessions.get(proto) if sessions is not None else session(proto)
     batch = sess.get_inputs()[0].shape[0]
     outs = []
     for i in range(0, len(inputs), batch):

@@ -13,7 +13,7 @@ import pytest
 
 mp = pytest.importorskip("mediapipe", reason="mediapipe is the test extra's real client; install .[test]")
 
-from mobile_export.pipeline import export  # noqa: E402
+from mobile_export.api import export  # noqa: E402
 from mobile_export.runtimes.host import TFLiteModel, fully_integer_violations  # noqa: E402
 
 MODEL = "mobilenet_v3_small"
@@ -65,19 +65,19 @@ def test_mediapipe_classifies_like_our_validator(artifacts, holdout, precision):
 
 def test_the_default_int8_artifact_is_mediapipe_ready_and_passes(artifacts):
     res = artifacts["int8"]
-    assert res.passed, res.report.get("warnings")
+    assert res.passed, res.report.warnings
     inp, out = res.manifest["inputs"][0], res.manifest["outputs"][0]
     assert (inp["name"], inp["dtype"], inp["quantization"]) == ("image", "uint8", {"scale": 1.0, "zero_point": 0})
     assert out["name"] == "logits" and out["dtype"] == "float32" and set(out["dequantized_from"]) == {"scale",
                                                                                                      "zero_point"}
     assert res.manifest["input"] == "pixels" and res.manifest["preprocessing"]["value_range"] == [0.0, 255.0]
-    assert res.report["xnnpack"]["partitions"] == 1 and res.report["xnnpack"]["outside"] == []
+    assert res.report.graph.partitions == 1 and res.report.graph.outside == []
     assert fully_integer_violations(res.tflite_path.read_bytes()) == []
 
 
 def test_fp32_pixel_model_matches_pytorch_on_normalized_input(artifacts):
-    f = artifacts["fp32"].report["fidelity"]["tflite_vs_torch"]
-    assert f["max_rel"] <= 1e-4, f
+    f = artifacts["fp32"].report.fidelity.tflite_vs_torch
+    assert f.max_rel <= 1e-4, f
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])

@@ -84,7 +84,7 @@ def test_missing_matrix_file_exit_2(tmp_path, capsys):
 def test_core_export_does_not_import_ray():
     import subprocess
 
-    code = "import sys, mobile_export.pipeline, mobile_export.cli; sys.exit('ray' in sys.modules)"
+    code = "import sys, mobile_export.api, mobile_export.cli; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

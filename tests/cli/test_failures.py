@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobile_export import artifacts, pipeline
+from mobile_export import api, artifacts
 from mobile_export.cli import main
 from mobile_export.errors import INTERNAL_ERROR_EXIT, CalibrationError, InvalidOptionError, WeightsError
 from mobile_export.options import ExportOptions
@@ -37,7 +37,7 @@ def test_an_internal_error_exits_3_with_one_line_and_the_traceback_in_a_log(monk
 
     def broken(*a, **k):
         raise IndexError("list index out of range")
-    monkeypatch.setattr(pipeline, "export", broken)
+    monkeypatch.setattr(api, "export", broken)
     code, _, err = run(["mobilenet_v2", "--out", str(tmp_path)], capsys)
     assert code == INTERNAL_ERROR_EXIT == 3
     lines = err.strip().splitlines()

@@ -8,7 +8,7 @@ import pytest
 
 from mobile_export.quantize import ranges as Q
 from mobile_export.fidelity import Int8Bar
-from mobile_export.pipeline import export
+from mobile_export.api import export
 from mobile_export.cli import main
 from mobile_export.models import get_spec, list_models
 from mobile_export.runtimes.host import fully_integer_violations, make_interpreter
@@ -39,17 +39,16 @@ def test_int8_export_is_fully_integer_in_one_partition(name, tmp_path):
     res = _int8(name, tmp_path)
     tfl = res.tflite_path.read_bytes()
     assert fully_integer_violations(tfl) == []
-    rep = res.report
-    assert rep["int8"]["fully_integer"] is True
-    assert rep["xnnpack"]["partitions"] == 1 and rep["xnnpack"]["outside"] == []
-    assert rep["transpose_ops"] == shuffle_transposes(res.manifest)
-    assert not {"HARD_SWISH", "RELU_0_TO_1", "SPLIT_V"} & set(rep["ops"])
+    g = res.report.graph
+    assert g.float_ops == []
+    assert g.partitions == 1 and g.outside == []
+    assert g.ops.get("TRANSPOSE", 0) == shuffle_transposes(res.manifest)
+    assert not {"HARD_SWISH", "RELU_0_TO_1", "SPLIT_V"} & set(g.ops)
     if res.manifest["family"] != "efficientnet":  # only real sigmoids (SiLU, SE gates) become LOGISTIC
-        assert "LOGISTIC" not in rep["ops"]
+        assert "LOGISTIC" not in g.ops
     # the default artifact takes uint8 pixels: the only float ops are the I/O edges, inside XNNPACK
-    assert [b.split("#")[0] for b in rep["int8"]["io_boundary"]] == ["DEQUANTIZE", "MUL", "ADD", "QUANTIZE",
-                                                                      "DEQUANTIZE"]
-    assert (rep["ops"]["QUANTIZE"], rep["ops"]["DEQUANTIZE"]) == (1, 2)
+    assert [b.split("#")[0] for b in g.io_boundary] == ["DEQUANTIZE", "MUL", "ADD", "QUANTIZE", "DEQUANTIZE"]
+    assert (g.ops["QUANTIZE"], g.ops["DEQUANTIZE"]) == (1, 2)
     m = res.manifest
     inp, out = m["inputs"][0], m["outputs"][0]
     assert inp["dtype"] == "uint8" and inp["quantization"] == {"scale": 1.0, "zero_point": 0}
@@ -89,7 +88,7 @@ def test_int8_io_types(io, dtype, tmp_path):
     assert m["io_type"] == io
     assert m["inputs"][0]["dtype"] == dtype and m["outputs"][0]["dtype"] == dtype
     assert fully_integer_violations(res.tflite_path.read_bytes()) == []
-    assert res.report["xnnpack"]["partitions"] == 1
+    assert res.report.graph.partitions == 1
 
 
 @pytest.mark.slow
@@ -106,7 +105,7 @@ def test_int8_with_user_npy_calibration(tmp_path):
 def test_dynamic_range_export(tmp_path):
     res = export("mobilenet_v2_x0_35", precision="dynamic", out_dir=tmp_path, input_size=SIZE)
     assert res.manifest["precision"] == "dynamic"
-    assert res.report["fidelity"]["tflite_vs_torch"]["cosine_min"] >= 0.99
+    assert res.report.fidelity.tflite_vs_torch.cosine_min >= 0.99
 
 
 def test_missing_calibration_source_exit_2(capsys, tmp_path):
@@ -254,11 +253,11 @@ def test_a_candidate_that_fails_to_load_is_recorded_and_the_search_goes_on(tmp_p
     monkeypatch.setattr(int8, "convert", convert)
     res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
                  num_calibration=64)
-    attempts = res.report["int8"]["attempts"]
+    attempts = res.report.int8.attempts
     assert attempts[3] == {"method": attempts[3]["method"], "equalized": True, "bias_corrected": False,
                            "failed": "XNNPACK refused the model (simulated)"}
     assert attempts[4]["bias_corrected"] and not attempts[4]["equalized"] and "failed" not in attempts[4]
-    assert not res.report["int8"]["chosen"]["equalized"]
+    assert not res.report.int8.chosen["equalized"]
     assert any("failed (XNNPACK refused" in r for r in res.manifest["recipe"])
 
 
@@ -315,14 +314,14 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     monkeypatch.setattr(int8, "INT8_BAR", Int8Bar(min_sqnr_db=1e9))
     res = export("shufflenet_v2_x0_5", precision="int8", input_size=SIZE, out_dir=tmp_path, search=True,
                  num_calibration=64)
-    attempts = res.report["int8"]["attempts"]
+    attempts = res.report.int8.attempts
     assert [(a["method"], a["equalized"]) for a in attempts][:3] == [("mse", False), ("percentile", False),
                                                                      ("minmax", False)]
     assert len(attempts) == 5 and attempts[3]["equalized"] and not any(a["meets_bar"] for a in attempts)
     assert attempts[4]["bias_corrected"] and attempts[4]["bias_shift"]["convs"] > 10
     assert attempts[4]["equalized"] == (attempts[3]["sqnr_db"] > max(a["sqnr_db"] for a in attempts[:3]))
     assert all(np.isfinite(a["sqnr_median_db"]) for a in attempts)
-    chosen = res.report["int8"]["chosen"]
+    chosen = res.report.int8.chosen
     assert chosen["sqnr_db"] == max(a["sqnr_db"] for a in attempts)
     saved = onnx.load(str(res.out_dir / "model.onnx"))
     fp32 = export("shufflenet_v2_x0_5", precision="fp32", input_size=SIZE, out_dir=tmp_path / "fp32")
@@ -331,11 +330,11 @@ def test_sensitivity_pass_tries_equalization_when_below_the_bar(tmp_path, monkey
     want, got = (run_onnxruntime(m, x, reference.graph.input[0].name) for m in (reference, saved))
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), "model.onnx is not the reference function"
     if chosen["equalized"]:
-        assert res.report["int8"]["equalized"] and any("cross-layer equalization of" in r for r in res.manifest["recipe"])
+        assert res.report.int8.equalized and any("cross-layer equalization of" in r for r in res.manifest["recipe"])
     assert fully_integer_violations(res.tflite_path.read_bytes()) == []
     # per-layer figures compare against the graph the model came from: were the unequalized graph used,
     # the rescaled depthwise outputs would be off by per-channel factors (SQNR near 0 dB)
-    layers = [e for e in res.report["int8"]["per_layer"]["layers"] if "skipped" not in e]
+    layers = [e for e in res.report.per_layer["layers"] if "skipped" not in e]
     assert len(layers) > 50 and min(e["sqnr_db"] for e in layers) > 5, min(e["sqnr_db"] for e in layers)
     names = {i.name for i in saved.graph.initializer}
     assert {n.input[1] for n in saved.graph.node if n.op_type == "Conv"} <= names
@@ -358,9 +357,9 @@ def test_int8_with_golden_weights_is_one_partition_within_xnnpack_limits(name, t
     once pushed MobileNetV3-large's hard-swish ADDs past XNNPACK's scale limit, 23 partitions): every
     model stays fully integer in one partition, and no op is past a limit."""
     res = _int8(name, tmp_path, weights=_golden_weights(name, golden_fill, tmp_path))
-    x = res.report["xnnpack"]
-    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
-    assert res.report["int8"]["fully_integer"] is True
+    x = res.report.graph
+    assert x.partitions == 1 and x.outside == [] and x.limit_violations == [], x
+    assert res.report.graph.float_ops == []
 
 
 @pytest.mark.slow
@@ -370,15 +369,15 @@ def test_golden_ghostnet_se_gates_stay_inside_xnnpack_and_alive(tmp_path, golden
     2⁻¹⁰ scale limit: 2 partitions, 3.9 dB. The gate input now gets the gate's window [-3, 3]
     (quantize.ranges.narrow_saturated): one partition, 10.2 dB."""
     res = _int8("ghostnet_1_0", tmp_path, input_size=128, weights=_golden_weights("ghostnet_1_0", golden_fill, tmp_path))
-    x = res.report["xnnpack"]
-    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
-    assert res.report["int8"]["chosen"]["sqnr_db"] > 8.0
+    x = res.report.graph
+    assert x.partitions == 1 and x.outside == [] and x.limit_violations == [], x
+    assert res.report.int8.chosen["sqnr_db"] > 8.0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in list_models() if "cifar10" in get_spec(n).weights])
 def test_int8_with_the_shipped_cifar10_checkpoint_is_one_partition(name, tmp_path):
     res = _int8(name, tmp_path, weights="cifar10", input_size=None)
-    x = res.report["xnnpack"]
-    assert x["partitions"] == 1 and x["outside"] == [] and x["limit_violations"] == [], x
-    assert res.report["int8"]["fully_integer"] is True
+    x = res.report.graph
+    assert x.partitions == 1 and x.outside == [] and x.limit_violations == [], x
+    assert res.report.graph.float_ops == []

@@ -146,7 +146,7 @@ def test_nothing_to_run_and_missing_binary_are_refused(fake_device, tmp_path):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from mobile_export.pipeline import export
+    from mobile_export.api import export
 
     out = tmp_path_factory.mktemp("adb-export")
     for precision in ("fp32", "int8"):

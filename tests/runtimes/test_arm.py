@@ -51,7 +51,7 @@ def arm_runtime():
 
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory):
-    from mobile_export.pipeline import export
+    from mobile_export.api import export
 
     out = tmp_path_factory.mktemp("arm-int8")
     res = export("mobilenet_v3_small", precision="int8", input_size=64, out_dir=out, search=False,
@@ -148,7 +148,7 @@ def test_missing_qemu_without_apt_names_the_package(monkeypatch):
 def test_validate_runtime_qemu_reports_identity_and_instruction_ratio(arm_runtime, tmp_path, capsys):
     """`mobile-export validate --runtime qemu`: outputs compared with the host and instruction
     counts for the int8 model and its fp32 sibling."""
-    from mobile_export.pipeline import export
+    from mobile_export.api import export
     from mobile_export.cli import main
 
     for precision in ("fp32", "int8"):

@@ -33,7 +33,7 @@ def test_ci_matrix_covers_every_shipped_checkpoint(table, tmp_path, monkeypatch)
 
 
 def test_gate_file_sets_the_issue_limits():
-    from mobile_export.validation import gate as gates
+    from mobile_export.check import gate as gates
 
     g = gates.read_gate_file(Path(__file__).parents[2] / "tools" / "accuracy_gate.toml")
     drop = {n: gates.thresholds_for(g, None, n, "int8")[0]["max_top1_drop_pp"]

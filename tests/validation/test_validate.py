@@ -16,7 +16,7 @@ import pytest
 
 from mobile_export import artifacts
 from mobile_export.cli import main
-from mobile_export.validation.gate import Check, GateError, read_gate_file, thresholds_for
+from mobile_export.check.gate import Check, GateError, read_gate_file, thresholds_for
 from mobile_export.report.junit import gate_cases, to_junit
 from mobile_export.metrics import mcnemar_exact, paired_bootstrap_drop
 from mobile_export.runtimes.tensor_map import map_tensors, tensor_scope
@@ -82,12 +82,12 @@ def test_mcnemar_exact():
 
 def test_python_api_is_exported_lazily():
     import mobile_export
-    import mobile_export.validation  # importing the module must not shadow the function
+    import mobile_export.api
 
-    from mobile_export import ValidationReport, validate
+    from mobile_export import ValidationResult, export, validate
 
-    assert callable(validate) and validate is mobile_export.validation.validate
-    assert {"passed", "failures", "to_dict"} <= set(dir(ValidationReport))
+    assert callable(validate) and validate is mobile_export.api.validate and export is mobile_export.api.export
+    assert {"passed", "failures", "summary_lines"} <= set(dir(ValidationResult))
 
 
 # ---------------------------------------------------------------- gate files, mapping, JUnit (fast)
@@ -172,7 +172,7 @@ def _validate(args, capsys):
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """fp32 (exported with --gate, so the export hook runs the validator) and int8 siblings at 96×96."""
-    from mobile_export.pipeline import export
+    from mobile_export.api import export
 
     root = tmp_path_factory.mktemp("dist")
     gate = root / "gate.toml"
@@ -192,53 +192,20 @@ def healthy_int8(dist):
     return SimpleNamespace(code=code, report=rep, junit=junit, out=dist.root / "int8-validation")
 
 
-@pytest.mark.slow
-@pytest.mark.slow
-def test_export_with_gate_builds_the_reference_and_runs_each_runtime_once(tmp_path, monkeypatch):
-    """export(--gate) hands its reference, the gate's inputs and each runtime's outputs to the
-    validation stages: one build_reference, one pass of PyTorch / onnxruntime / TFLite over the
-    gate's data (the export's own check uses those outputs), one per-layer comparison, and the
-    artifact is never read back from disk."""
-    import mobile_export.pipeline as P
-    import mobile_export.reference as reference
-    from mobile_export.validation import per_layer, validator as V
-
-    calls = {}
-
-    def count(module, name):
-        real, calls[name] = getattr(module, name), 0
-
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return real(*a, **k)
-        monkeypatch.setattr(module, name, wrapper)
-
-    for module, name in ((reference, "build_reference"), (V, "run_runtimes"), (P, "run_check"),
-                         (per_layer, "compare_layers"), (V, "load_artifact")):
-        count(module, name)
-    gate = tmp_path / "gate.toml"
-    gate.write_text("num = 24\nlatency_runs = 0\n[precision.int8]\nmin_top1_agreement = 0.1\n")
-    res = P.export(MODEL, precision="int8", input_size=96, out_dir=tmp_path / "out", num_calibration=32,
-                   gate=str(gate), search=False)
-    assert calls == {"build_reference": 1, "run_runtimes": 1, "run_check": 0, "compare_layers": 1,
-                     "load_artifact": 0}
-    assert res.validation.report["data"]["count"] == 24 == res.report["fidelity"]["tflite_vs_torch"]["samples"]
-    assert res.report["int8"]["per_layer"] == res.validation.report["per_layer"]
-    assert json.loads((res.out_dir / "validation" / "report.json").read_text())["passed"] == res.validation.passed
-
-
-def test_export_gate_hook_and_fp32_pass(dist, capsys, tmp_path):
-    v = dist.fp32.validation
-    assert v is not None and v.passed and dist.fp32.passed, [c.sentence() for c in v.failures]
-    assert {c.name for c in v.checks} == {"max_rel_error", "min_sqnr_db", "min_top1_agreement", "min_cosine",
-                                          "max_latency_ratio"}
-    assert (dist.fp32.out_dir / "validation" / "report.html").is_file()
+def test_export_gate_and_fp32_pass(dist, capsys, tmp_path):
+    """export --gate is the same check with the gate file's thresholds (and the XNNPACK contract)."""
+    g = dist.fp32.report.gate
+    assert dist.fp32.passed, [c.sentence() for c in g.failures]
+    assert g.source.startswith("gate file") and dist.fp32.report.data.count == 16
+    assert {c.name for c in g.checks} == {"max_rel_error", "min_sqnr_db", "min_top1_agreement", "min_cosine",
+                                          "max_latency_ratio", "max_xnnpack_partitions", "max_ops_outside_xnnpack"}
+    assert (dist.fp32.out_dir / "report.html").is_file()
     junit = tmp_path / "j.xml"
     code, out, _ = _validate([dist.fp32.tflite_path, "--reference", MODEL, "--gate", dist.gate, "--junit", junit,
                               "--out", tmp_path / "rep"], capsys)
     assert code == 0, out
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert rep["schema_version"] == 1 and rep["passed"] and rep["per_layer"]["first_divergence"] is None
+    assert rep["schema_version"] == 2 and rep["passed"] and rep["per_layer"]["first_divergence"] is None
     assert rep["fidelity"]["onnxruntime_vs_torch"]["max_rel"] < 1e-4  # the rebuilt reference is the exported one
     assert rep["per_layer"]["compared"] > 50
     cases = ET.parse(junit).getroot().findall("./testsuite/testcase")
@@ -256,7 +223,7 @@ def test_int8_passes_with_reports(healthy_int8, dist):
     skipped = [c for c in rep["gate"]["checks"] if c["skipped"]]
     assert [c["name"] for c in skipped] == ["max_top1_drop_pp"]  # unlabelled default data
     cases = ET.parse(healthy_int8.junit).getroot().findall("./testsuite/testcase")
-    assert len(cases) == len(rep["gate"]["checks"]) == 5
+    assert len(cases) == len(rep["gate"]["checks"]) == 5 + 3  # the gate file's and the XNNPACK contract (int8: 3)
     assert sum(c.find("skipped") is not None for c in cases) == 1
     md = (healthy_int8.out / "report.md").read_text()
     assert "## Gate" in md and "## Per layer" in md and "## Latency" in md
@@ -334,7 +301,7 @@ def test_broken_artifact_fails_and_names_the_layer(breakage, dist, healthy_int8,
     precision = breakage.split("-")[0]
     src = dist.fp32 if precision == "fp32" else dist.int8
     if precision == "fp32":
-        healthy = json.loads((src.out_dir / "validation" / "report.json").read_text())
+        healthy = json.loads((src.out_dir / "report.json").read_text())
     else:
         healthy = healthy_int8.report
     model = src.tflite_path.read_bytes()
@@ -379,7 +346,8 @@ def test_labelled_npz_gives_accuracy_ci_mcnemar_and_flips(dist, capsys, tmp_path
     d = acc["top1_drop"]
     assert d["ci_low_pp"] <= d["drop_pp"] <= d["ci_high_pp"]
     assert d["drop_pp"] == pytest.approx(100 * (acc["torch"]["top1"] - acc["tflite"]["top1"]))
-    assert [c["name"] for c in rep["gate"]["checks"]] == ["max_top1_drop_pp"]
+    assert [c["name"] for c in rep["gate"]["checks"]] == ["max_top1_drop_pp", "max_xnnpack_partitions",
+                                                          "max_ops_outside_xnnpack", "max_float_ops"]
     assert not rep["gate"]["checks"][0]["skipped"]
     for s in rep["flips"]["samples"]:
         assert s["file"] == f"row {s['file'].split()[1]}" and "label" in s and s["torch_top1"] != s["tflite_top1"]

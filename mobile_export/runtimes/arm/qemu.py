@@ -66,10 +66,11 @@ class QemuRun:
         return d
 
 
-def _check_inputs(model: bytes, x: np.ndarray) -> tuple[np.ndarray, int]:
+def _check_inputs(model: bytes, x: np.ndarray, host=None) -> tuple[np.ndarray, int]:
     from mobile_export.runtimes.host import make_interpreter
 
-    detail = make_interpreter(model, xnnpack=False).get_input_details()[0]
+    interp = host.interp if host is not None else make_interpreter(model, xnnpack=False)
+    detail = interp.get_input_details()[0]
     shape, dtype = [int(d) for d in detail["shape"]], np.dtype(detail["dtype"])
     x = np.asarray(x)
     if x.ndim == len(shape) - 1:
@@ -87,14 +88,15 @@ def _check_inputs(model: bytes, x: np.ndarray) -> tuple[np.ndarray, int]:
 
 def run_tflite(model: bytes, inputs_nhwc: np.ndarray, *, cpu: str = DEFAULT_CPU, threads: int = 1,
                warmup: int = 1, count: bool = True, setup: bool = True, xnnpack: bool = True,
-               timeout: float | None = None) -> QemuRun:
+               timeout: float | None = None, host=None) -> QemuRun:
     """Run ``model`` on every sample of ``inputs_nhwc`` (raw tensors) under qemu-aarch64 emulating
     ``cpu`` with XNNPACK (``xnnpack=False``: TFLite's builtin kernels) on ``threads`` threads. Prepares the runtime first when it is missing
-    (``setup=False``: raise instead). ``warmup`` uncounted invokes precede the counted ones."""
+    (``setup=False``: raise instead). ``warmup`` uncounted invokes precede the counted ones. ``host``: the
+    model already loaded on the host (``runtimes.host.TFLiteModel``), so no interpreter is opened here."""
     spec = cpu_spec(cpu)
     if threads < 1:
         raise InvalidOptionError(f"threads must be at least 1, got {threads}.")
-    x, batch = _check_inputs(model, inputs_nhwc)
+    x, batch = _check_inputs(model, inputs_nhwc, host)
     rt = _sysroot.load(spec.name)
     if rt is None:
         if not setup:
@@ -151,12 +153,13 @@ def _parse_counts(path: Path, n_inv: int) -> tuple[list[int] | None, str]:
     return [c - overhead for c in raw[CALIBRATION_BRACKETS:]], ""
 
 
-def run_float(model: bytes, x_nhwc: np.ndarray, **kwargs) -> tuple[np.ndarray, QemuRun]:
+def run_float(model: bytes, x_nhwc: np.ndarray, host=None, **kwargs) -> tuple[np.ndarray, QemuRun]:
     """``runtimes.host.TFLiteModel.run`` on emulated ARM: quantize float NHWC inputs with the model's input
     parameters on the host, run them under qemu (``kwargs`` as for `run_tflite`), dequantize the
-    outputs. Returns (float32 outputs, the QemuRun with raw outputs and instruction counts)."""
+    outputs. ``host``: the model already loaded on the host. Returns (float32 outputs, the QemuRun
+    with raw outputs and instruction counts)."""
     from mobile_export.runtimes.host import TFLiteModel
 
-    host = TFLiteModel(model, xnnpack=False)
-    run = run_tflite(model, host.quantize_input(np.asarray(x_nhwc, dtype=np.float32)), **kwargs)
+    host = host if host is not None else TFLiteModel(model, xnnpack=False)
+    run = run_tflite(model, host.quantize_input(np.asarray(x_nhwc, dtype=np.float32)), host=host, **kwargs)
     return host.dequantize_output(run.outputs), run

@@ -13,14 +13,11 @@ import logging
 from typing import Any
 
 import numpy as np
-import onnx
 from tqdm import tqdm
 
 from mobile_export import fidelity
 from mobile_export.convert.graph import with_outputs
 from mobile_export.options import Precision
-from mobile_export.runtimes.host import TFLiteModel
-from mobile_export.runtimes.onnxruntime import session
 from mobile_export.runtimes.tensor_map import align, map_tensors, scopes_in
 
 log = logging.getLogger(__name__)
@@ -97,8 +94,7 @@ def _entry(row: dict, position: int, layers: list[dict], known: dict[str, int]) 
 
 
 def compare_layers(
-    tflite: bytes,
-    proto: onnx.ModelProto,
+    loaded,
     layers: list[dict],
     inputs_nchw: np.ndarray,
     *,
@@ -106,13 +102,15 @@ def compare_layers(
     precision: Precision,
     tolerance: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Per-layer SQNR / cosine / error of the TFLite model against onnxruntime on ``inputs_nchw``
-    (a few samples suffice), and the first layer in graph order past ``tolerance`` (default: the
-    precision's, ``fidelity.layer_tolerance``)."""
+    """Per-layer SQNR / cosine / error of the artifact ``loaded`` (``check.loaded.Loaded``: its plain
+    interpreter keeps every tensor) against onnxruntime on ``inputs_nchw`` (a few samples suffice),
+    and the first layer in graph order past ``tolerance`` (default: the precision's,
+    ``fidelity.layer_tolerance``)."""
     tolerance = tuple(tolerance or fidelity.layer_tolerance(precision))
-    tfl = TFLiteModel(tflite, xnnpack=False, preserve_all=True)
+    tfl = loaded.plain
+    proto = loaded.onnx
     rows = map_tensors(tfl.op_outputs(), layers, {o for n in proto.graph.node for o in n.output})
-    sess = session(with_outputs(proto, list(dict.fromkeys(r["onnx_output"] for r in rows))))
+    sess = loaded.ort_graph(with_outputs(proto, list(dict.fromkeys(r["onnx_output"] for r in rows))))
     accs, skipped, n = _accumulate(tfl, sess, rows, inputs_nchw, input_name)
     known = {layer["scope"]: i for i, layer in enumerate(layers)}
     table, first = [], None

@@ -1,9 +1,20 @@
-"""A written artifact as validate reads it: the .tflite, its manifest and model.onnx, cross-checked,
-and the model configuration the export used (from the manifest)."""
+"""One loaded artifact — the ``.tflite`` bytes, its ONNX graph and its manifest — that opens each
+runtime once, on first use, and shares it between every check of a command (export or validate):
+
+- ``plain``: the stored graph without a delegate, every tensor kept (``preserve_all``): the graph
+  checks, the I/O contract, the per-layer comparison and device inputs read it;
+- ``xnnpack(threads)``: XNNPACK, the CPU delegate phones run: outputs, partitions, latency;
+- ``ort(threads)`` / ``ort_graph(proto)``: onnxruntime sessions of the ONNX graph and of graphs
+  derived from it (per-layer outputs, fp16-rounded weights), one per graph and thread count
+  (``runtimes.onnxruntime.Sessions``, shared with the export's ONNX check).
+
+``load(path, reference)`` reads a written artifact and cross-checks its files; export builds one
+from the bytes it just made (``Loaded(...)``), so the written model is never read back.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,15 +22,20 @@ import numpy as np
 
 from mobile_export import artifacts
 from mobile_export.errors import ArtifactError, UserError
+from mobile_export.models import configure
 from mobile_export.options import Precision
+from mobile_export.runtimes.host import TFLITE_IDENTIFIER, GraphView, TFLiteModel
+from mobile_export.runtimes.onnxruntime import Sessions
 
 
-@dataclass
-class Artifact:
-    tflite_path: Path
-    tflite: bytes
-    manifest: dict[str, Any]
-    onnx: Any  # onnx.ModelProto
+class Loaded:
+    """An artifact and its runtimes, each opened once on first use."""
+
+    def __init__(self, tflite: bytes, onnx: Any, manifest: Mapping[str, Any], path: Path | None = None,
+                 sessions: Sessions | None = None) -> None:
+        self.tflite, self.onnx, self.manifest, self.path = tflite, onnx, manifest, path
+        self.sessions = sessions if sessions is not None else Sessions()
+        self._xnnpack: dict[int, TFLiteModel] = {}
 
     @property
     def precision(self) -> Precision:
@@ -30,8 +46,37 @@ class Artifact:
         m = self.manifest
         return bool(m.get("trained", m.get("weights") is not None))
 
+    @property
+    def output_kind(self) -> str:
+        return self.manifest.get("output", "logits")
 
-def _check_io(path: Path, manifest: Mapping[str, Any], tfl) -> None:
+    @cached_property
+    def plain(self) -> TFLiteModel:
+        """The model without a delegate, every tensor kept readable."""
+        return TFLiteModel(self.tflite, xnnpack=False, preserve_all=True)
+
+    @cached_property
+    def graph(self) -> GraphView:
+        return GraphView.of(self.plain)
+
+    @property
+    def batch(self) -> int:
+        return self.plain.inputs[0].shape[0]
+
+    def xnnpack(self, threads: int = 1) -> TFLiteModel:
+        if threads not in self._xnnpack:
+            self._xnnpack[threads] = TFLiteModel(self.tflite, num_threads=threads)
+        return self._xnnpack[threads]
+
+    def ort_graph(self, proto: Any, threads: int = 1):
+        """An onnxruntime session of ``proto`` (this artifact's graph or one derived from it)."""
+        return self.sessions.get(proto, threads)
+
+    def ort(self, threads: int = 1):
+        return self.ort_graph(self.onnx, threads)
+
+
+def _check_io(path: Path, manifest: Mapping[str, Any], tfl: TFLiteModel) -> None:
     want, got = manifest["inputs"][0], tfl.inputs[0]
     if list(want.get("shape", [])) != got.shape or want.get("dtype") != got.dtype:
         raise ArtifactError(f"{path} does not match its manifest: input {got.dtype}{got.shape} vs manifest "
@@ -62,29 +107,34 @@ def _read_onnx(path: Path):
         raise ArtifactError(f"{onnx_path} is not a readable ONNX model ({type(e).__name__}); re-export the model.") from None
 
 
-def load_artifact(tflite_path: str | os.PathLike, reference: str | None) -> Artifact:
+def load(tflite_path: str | os.PathLike, reference: str | None) -> Loaded:
     """Read and cross-check the .tflite, its manifest and model.onnx; ArtifactError/UserError on a mismatch."""
-    from mobile_export.runtimes.host import TFLiteModel, check_tflite_bytes
-
     path = Path(tflite_path)
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist; pass the model.tflite that mobile-export wrote.")
     data = path.read_bytes()
-    check_tflite_bytes(data, str(path))
-    manifest = artifacts.read_manifest(path)
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ArtifactError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4..8); "
+                            "pass the model.tflite that mobile-export wrote.")
+    loaded = Loaded(data, None, {}, path)
+    try:
+        plain = loaded.plain  # the one plain interpreter every later check reads
+    except ArtifactError as e:
+        raise ArtifactError(f"{path} is truncated or damaged: {e}") from None
+    manifest = loaded.manifest = artifacts.read_manifest(path)
     if reference is not None and reference != manifest["model"]:
         raise UserError(f"--reference {reference} does not match the model the artifact was exported from "
                         f"({manifest['model']}); pass --reference {manifest['model']}.")
     if artifacts.sha256_bytes(data) != manifest["tflite_sha256"]:
         raise ArtifactError(f"{path} does not match its manifest (tflite_sha256 differs); the model or the "
                             "manifest was replaced — re-export the model.")
-    _check_io(path, manifest, TFLiteModel(data, xnnpack=False))
-    return Artifact(path, data, manifest, _read_onnx(path))
+    _check_io(path, manifest, plain)
+    loaded.onnx = _read_onnx(path)
+    return loaded
 
 
 def reference_config(manifest: Mapping[str, Any], weights: str | os.PathLike | None):
     """The ModelConfig the export used, from the manifest (weights checked against its sha256)."""
-    from mobile_export.models import configure
 
     recorded = manifest.get("weights")
     if recorded is None:

@@ -11,14 +11,12 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
-import onnx
 import torch
 from tqdm import tqdm
 
 from mobile_export.metrics import latency_summary
 from mobile_export.options import Precision
 from mobile_export.runtimes.host import TFLiteModel
-from mobile_export.runtimes.onnxruntime import session
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +48,7 @@ def _tflite_runner(model: bytes, threads: int) -> Runner:
     return TFLiteModel(model, num_threads=threads).invoker()
 
 
-def _ort_runner(proto: onnx.ModelProto, x: np.ndarray, input_name: str, threads: int) -> Runner:
-    sess = session(proto, threads, spinning=False)  # no spinning into the next runtime's turn
+def _ort_runner(sess, x: np.ndarray, input_name: str) -> Runner:
     feed = {input_name: x}
     return lambda: sess.run(None, feed)
 
@@ -83,25 +80,25 @@ def time_interleaved(runners: dict[str, Runner], runs: int, warmup: int, desc: s
 
 
 def measure(
-    tflite: bytes,
-    proto: onnx.ModelProto,
+    loaded,
     model: torch.nn.Module,
     *,
-    input_shape_nchw: tuple[int, ...],
     input_name: str,
     fp32_sibling: bytes | None = None,
     runs: int = 30,
     warmup: int = 5,
     threads: list[int] | None = None,
 ) -> dict:
-    """Latency of every runtime at each thread count, and the ratios the report and gate use:
-    ``ratios[f"tflite_vs_{other}"][threads]`` = TFLite median ÷ other's median."""
+    """Latency of every runtime of ``loaded`` (``check.loaded.Loaded``: its XNNPACK interpreter and
+    onnxruntime session at each thread count) and of PyTorch at each thread count, and the ratios the
+    report and gate use: ``ratios[f"tflite_vs_{other}"][threads]`` = TFLite median ÷ other's median."""
     threads = threads or thread_counts()
+    input_shape_nchw = (loaded.batch, *loaded.plain.inputs[0].shape[3:], *loaded.plain.inputs[0].shape[1:3])
     x = np.zeros(input_shape_nchw, dtype=np.float32)
     results: dict[str, dict[str, dict]] = {}
     model = model.eval()
     for n in threads:
-        runners = {"tflite": _tflite_runner(tflite, n), "onnxruntime": _ort_runner(proto, x, input_name, n),
+        runners = {"tflite": loaded.xnnpack(n).invoker(), "onnxruntime": _ort_runner(loaded.ort(n), x, input_name),
                    "torch": _torch_runner(model, x)}
         if fp32_sibling is not None:
             runners["tflite_fp32"] = _tflite_runner(fp32_sibling, n)

@@ -23,8 +23,9 @@ A gate file (read with the stdlib ``tomllib``)::
     min_sqnr_db = 10
 
 Precedence, lowest first: top level, ``[precision.P]``, ``[models.NAME]``, ``[models.NAME.P]``, then
-command-line flags. With neither a gate file nor threshold flags, the default gate of the artifact's
-precision applies (``fidelity.default_gate``, the export's own fidelity bounds).
+command-line flags. With neither a gate file nor threshold flags, the default bar of the artifact's
+precision applies (``fidelity.default_gate``). Export and validate apply the same checks; every
+artifact must also meet ``CONTRACT`` (one XNNPACK partition, nothing outside it, int8 fully integer).
 
 ``max_latency_ratio`` compares the artifact's TFLite median latency at 1 thread with its fp32
 sibling artifact (``../fp32/model.tflite``) when that exists and the artifact is not itself fp32 —
@@ -52,6 +53,13 @@ THRESHOLDS: dict[str, tuple[str, str]] = {
     "max_latency_ratio": ("max", "TFLite median latency ÷ reference runtime (1 thread)"),
     "max_rel_error": ("max", "max |TFLite − PyTorch| ÷ max |PyTorch|"),
     "min_cosine": ("min", "smallest per-sample cosine similarity TFLite vs PyTorch"),
+}
+# Checked on every artifact whatever the gate (not settable): the XNNPACK contract — one partition,
+# nothing outside it — and, for int8, no float op inside the graph.
+CONTRACT: dict[str, tuple[str, str]] = {
+    "max_xnnpack_partitions": ("max", "XNNPACK partitions (DELEGATE nodes)"),
+    "max_ops_outside_xnnpack": ("max", "ops no XNNPACK partition covers"),
+    "max_float_ops": ("max", "int8: float ops inside the graph (the I/O edges aside)"),
 }
 SETTINGS = {"data": str, "num": int, "latency_runs": int}
 PRECISIONS = tuple(p.value for p in Precision)  # the [precision.X] section names
@@ -145,7 +153,7 @@ def thresholds_for(gate_file: GateFile | None, overrides: Mapping[str, float | N
     thresholds.update(flags)
     settings = {k: v for k, v in resolved.items() if k in SETTINGS}
     if gate_file is None and not flags:
-        return fidelity.default_gate(precision), settings, f"default gate for {precision.value}"
+        return fidelity.default_gate(precision), settings, f"default bar for {precision.value}"
     source = " + ".join(s for s in (gate_file and f"gate file {gate_file.path}", flags and "command-line flags") if s)
     return thresholds, settings, source
 
@@ -163,7 +171,7 @@ class Check:
 
     @property
     def op(self) -> str:
-        return "<=" if THRESHOLDS[self.name][0] == "max" else ">="
+        return "<=" if {**THRESHOLDS, **CONTRACT}[self.name][0] == "max" else ">="
 
     def sentence(self) -> str:
         if self.skipped:
@@ -195,3 +203,13 @@ def evaluate(thresholds: Mapping[str, float], measured: Mapping[str, tuple[float
             ok = False
         checks.append(Check(name, allowed, float(value), bool(ok), None, desc))
     return checks
+
+
+def contract_checks(graph) -> list[Check]:
+    """``CONTRACT`` applied to a ``check.graph.GraphChecks``."""
+    measured = {"max_xnnpack_partitions": graph.partitions, "max_ops_outside_xnnpack": len(graph.outside)}
+    if graph.int8:
+        measured["max_float_ops"] = len(graph.float_ops)
+    allowed = {"max_xnnpack_partitions": 1}
+    return [Check(k, float(allowed.get(k, 0)), float(v), v <= allowed.get(k, 0), None, CONTRACT[k][1])
+            for k, v in measured.items()]

@@ -36,7 +36,7 @@ def vs_host(out: np.ndarray, host: np.ndarray) -> dict[str, Any]:
             "max_abs_diff_vs_host": float(np.abs(out - host).max()), "bit_identical": diff == 0}
 
 
-def run_on_emulated_arm(tflite: bytes, x: np.ndarray, host_out: np.ndarray, precision: Precision, cpu: str,
+def run_on_emulated_arm(loaded, x: np.ndarray, host_out: np.ndarray, cpu: str,
                         fp32: bytes | None = None) -> dict[str, Any]:
     """Run the first ``ARM_SAMPLES`` inputs on emulated ARM (``runtimes.arm``): int8 outputs must
     equal the host's bit for bit (differing elements are counted), float ones are compared by max abs
@@ -46,7 +46,8 @@ def run_on_emulated_arm(tflite: bytes, x: np.ndarray, host_out: np.ndarray, prec
 
     n = min(len(x), ARM_SAMPLES)
     xa = np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1))
-    arm_out, run = run_float(tflite, xa, cpu=cpu)
+    precision = loaded.precision
+    arm_out, run = run_float(loaded.tflite, xa, host=loaded.plain, cpu=cpu)
     out: dict[str, Any] = {"cpu": cpu, "samples": n, **run.summary(), **vs_host(arm_out, host_out[:n])}
     if fp32 is not None and run.instructions_per_inference:
         _, fp32_run = run_float(fp32, xa[:1], cpu=cpu)
@@ -56,18 +57,16 @@ def run_on_emulated_arm(tflite: bytes, x: np.ndarray, host_out: np.ndarray, prec
     return out
 
 
-def run_on_device(tflite: bytes, x: np.ndarray, host_out: np.ndarray, opts, fp32: bytes | None = None) -> dict[str, Any]:
+def run_on_device(loaded, x: np.ndarray, host_out: np.ndarray, opts, fp32: bytes | None = None) -> dict[str, Any]:
     """Run the artifact on a device over adb (``runtimes.arm.adb``): outputs of the first
     ``ARM_SAMPLES`` inputs when the device has a Python (compared with the host's bit for bit), and
     benchmark_model timings of the artifact and its fp32 sibling when a binary is available."""
     from mobile_export.runtimes.arm.adb import DeviceOptions
     from mobile_export.runtimes.arm.adb import run_on_device as _run
-    from mobile_export.runtimes.host import TFLiteModel
-
     n = min(len(x), ARM_SAMPLES)
-    host = TFLiteModel(tflite, xnnpack=False)
+    host = loaded.plain
     xa = host.quantize_input(np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1)))
-    run = _run(tflite, xa, opts or DeviceOptions(), fp32_sibling=fp32)
+    run = _run(loaded.tflite, xa, opts or DeviceOptions(), fp32_sibling=fp32)
     out: dict[str, Any] = {"samples": n if run.outputs is not None else 0, **run.summary()}
     if run.outputs is not None:
         out.update(vs_host(host.dequantize_output(run.outputs), host_out[:n]))
