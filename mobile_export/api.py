@@ -26,7 +26,7 @@ from mobile_export.check import devices, engine, gate as gates
 from mobile_export.check.loaded import Loaded, load, reference_config, reference_seed
 from mobile_export.check.report import Int8Search, Report
 from mobile_export.errors import InvalidOptionError, UserError
-from mobile_export.models import ModelConfig, configure
+from mobile_export.models import ModelConfig, check_weights_file, configure
 from mobile_export.options import ExportOptions, IOType, Precision, Runtime, ValidateOptions
 from mobile_export.reference import build_reference
 from mobile_export.report import export_md
@@ -135,6 +135,8 @@ def _prepare(name: str, options: ExportOptions | None, kwargs: dict):
         raise InvalidOptionError("pass either an ExportOptions or keyword options, not both.")
     options = options or ExportOptions(**kwargs)
     config = configure(name, weights=options.weights, num_classes=options.num_classes, input_size=options.input_size)
+    if config.weights is not None and config.weights_spec is None:
+        check_weights_file(config.weights)
     artifacts.check_writable(options.out_dir)
     artifacts.check_target_dir(options.out_dir / name / options.precision.value)
     if options.calibration is not None:

@@ -4,6 +4,7 @@
     mobile-export list [--family F]
     mobile-export validate MODEL.tflite --reference NAME [--data SRC] [--gate FILE] [--junit FILE] ...
     mobile-export batch MATRIX.toml [--out DIR] [--address ADDR] [--resume] [--serial]
+    mobile-export bench arm|profile|ceiling ...   (emulated-ARM benchmark, per-layer profile, int8 ceiling)
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from mobile_export.errors import INTERNAL_ERROR_EXIT, InvalidOptionError, MobileExportError
 
-SUBCOMMANDS = ("export", "list", "validate", "arm", "batch")
+SUBCOMMANDS = ("export", "list", "validate", "arm", "batch", "bench")
 
 
 def _log_flags(p, verbose_help: str = "third-party logs too (TensorFlow, the TFLite converter and interpreter)") -> None:
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _validate_parser(sub)
     _arm_parser(sub)
     _batch_parser(sub)
+    _bench_parser(sub)
     lp = sub.add_parser("list", help="list registered models")
     lp.add_argument("--family")
     _log_flags(lp)
@@ -229,6 +231,89 @@ def _cmd_batch(args) -> int:
     return res.exit_code
 
 
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: emulated-ARM instructions, per-layer profile, int8 ceiling")
+    p.set_defaults(quiet=False, verbose=False)
+    bsub = p.add_subparsers(dest="bench_command", metavar="arm|profile|ceiling", parser_class=_Parser, required=True)
+    a = bsub.add_parser("arm", help="instructions per inference on an emulated ARM core, beside the peers")
+    a.add_argument("names", nargs="+", help="registered models")
+    a.add_argument("--golden", metavar="DIR", nargs="?", const="", default=None,
+                   help="export first with weights filled by DIR/fill.py (a torchvision-golden folder; default "
+                        "$MOBILE_EXPORT_GOLDEN), 224 px, 1000 classes; without it: measure the artifacts in --dist")
+    a.add_argument("--dist", default="dist", help="artifacts folder (read, or written with --golden)")
+    a.add_argument("--calibration", help="int8 calibration images (with --golden)")
+    a.add_argument("--fp16", action="store_true", help="also export and count fp16 (with --golden)")
+    a.add_argument("--input", choices=("pixels", "normalized"), default="pixels")
+    a.add_argument("--cpu", default="cortex-a76")
+    a.add_argument("--samples", type=_positive_int, default=2)
+    _bench_outputs(a)
+    f = bsub.add_parser("profile", help="per-layer instruction counts on an emulated ARM core")
+    f.add_argument("onnx", help="an artifact's model.onnx")
+    f.add_argument("--name", required=True, help="registered model name (input size, normalization)")
+    f.add_argument("--int8", action="store_true")
+    f.add_argument("--calibration", help="int8 calibration images (default: the embedded set)")
+    f.add_argument("--num", type=_positive_int, default=64)
+    f.add_argument("--cpu", default="cortex-a76")
+    f.add_argument("--every", type=_positive_int, default=1, help="cut after every N-th node")
+    f.add_argument("--bypass", default="", metavar="OPS",
+                   help="comma-separated ONNX op types made pass-throughs (a bound, not the model)")
+    _bench_outputs(f)
+    c = bsub.add_parser("ceiling", help="how good any per-tensor int8 model of these weights can be")
+    c.add_argument("names", nargs="+")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--golden", metavar="DIR", nargs="?", const="", help="torchvision-golden weights (as bench arm)")
+    src.add_argument("--weights", help="a registered weights name (e.g. cifar10) or a state_dict path")
+    c.add_argument("--calibration", help="calibration images (default: the embedded set)")
+    c.add_argument("--num", type=_positive_int, default=200, help="calibration images (default 200)")
+    c.add_argument("--out", default="dist-ceiling", help="where the int8 exports go")
+    c.add_argument("--solo", type=int, default=0, metavar="K", help="also list the K tensors costliest alone")
+    _bench_outputs(c)
+
+
+def _bench_outputs(p) -> None:
+    p.add_argument("--json", help="write the results as JSON (what docs tables are generated from)")
+    p.add_argument("--md", help="write the Markdown table")
+    _log_flags(p)
+
+
+def _cmd_bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from mobile_export.bench import golden as G
+    from mobile_export.models import get_spec
+
+    for name in getattr(args, "names", [args.name] if args.bench_command == "profile" else []):
+        get_spec(name)  # an unknown model: one sentence, before anything runs
+    golden = None if getattr(args, "golden", None) is None else G.golden_dir(args.golden or None)
+    if args.bench_command == "arm":
+        from mobile_export.bench import arm
+
+        b = arm.ArmBench(tuple(args.names), Path(args.dist), golden, args.calibration, args.fp16, args.input,
+                         args.cpu, args.samples)
+        rows = arm.run(b)
+        result, md = {"cpu": args.cpu, "rows": rows}, arm.table(rows, arm.peers(args.cpu), args.cpu)
+    elif args.bench_command == "profile":
+        from mobile_export.bench import profile
+
+        result = profile.run(Path(args.onnx), args.name, int8=args.int8, calibration=args.calibration, num=args.num,
+                             cpu=args.cpu, every=args.every, bypass_ops=args.bypass)
+        md = profile.table(result)
+    else:
+        from mobile_export.bench import ceiling
+
+        out = Path(args.out)
+        result = [ceiling.ceiling(n, str(G.golden_weights(n, out, golden)) if golden else args.weights,
+                                  args.calibration, args.num, out, args.solo) for n in args.names]
+        md = ceiling.table(result)
+    print(md, end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    if args.md:
+        Path(args.md).write_text(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
@@ -246,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     with cli_logging(quiet=args.quiet, verbose=args.verbose) as native:
         try:
             return {"export": _cmd_export, "list": _cmd_list, "validate": _cmd_validate, "arm": _cmd_arm,
-                    "batch": _cmd_batch}[args.command](args)
+                    "batch": _cmd_batch, "bench": _cmd_bench}[args.command](args)
         except MobileExportError as e:
             if e.exit_code == INTERNAL_ERROR_EXIT:
                 return _internal_error(e, native.text())

@@ -26,7 +26,7 @@ from .registry import (
     list_models,
     register_model,
 )
-from .weights import estimate_bn_statistics, load_into, read_state_dict
+from .weights import check_weights_file, estimate_bn_statistics, load_into, read_state_dict
 
 # Importing a family module registers its models.
 from . import efficientnet, espnetv2, fbnet, ghostnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401,E501
@@ -113,6 +113,6 @@ def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
 
 __all__ = [
     "DEFAULT_REGISTRY", "IMAGENET_MEAN", "IMAGENET_STD", "ModelConfig", "ModelRow", "ModelSpec", "PaperFigures",
-    "Registry", "WeightsSpec", "build_model", "configure", "describe", "estimate_bn_statistics", "count_macs", "count_params", "get_model",
+    "Registry", "WeightsSpec", "build_model", "check_weights_file", "configure", "describe", "estimate_bn_statistics", "count_macs", "count_params", "get_model",
     "get_spec", "list_models", "load_into", "read_state_dict", "register_model",
 ]

@@ -29,11 +29,21 @@ def short_reason(e: BaseException, limit: int = 160) -> str:
     return line
 
 
+def check_weights_file(path: str | os.PathLike) -> Path:
+    """``path`` as a regular file (the cheap check run before any work); WeightsError saying what it is otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        raise WeightsError(f"weights '{p}' is a directory; pass the path of a saved state_dict file.")
+    if not p.exists():
+        raise WeightsError(f"weights file '{p}' does not exist; pass the path of a saved state_dict.")
+    if not p.is_file():
+        raise WeightsError(f"weights '{p}' is not a regular file; pass the path of a saved state_dict file.")
+    return p
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a plain tensor dict from ``path`` with ``torch.load(weights_only=True)``."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"weights file '{p}' does not exist; pass the path of a saved state_dict.")
+    p = check_weights_file(path)
     try:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch's unpickler raises anything (KeyError, IndexError, ...) on a non-checkpoint

@@ -24,7 +24,7 @@ RANKS = {
     "mobile_export.quantize": 6,
     "mobile_export.build": 7, "mobile_export.check": 7,
     "mobile_export.api": 8,
-    "mobile_export.batch": 9,
+    "mobile_export.batch": 9, "mobile_export.bench": 9,
     "mobile_export.cli": 10,
     "mobile_export": 11,  # the package __init__: lazy names only
 }

@@ -22,13 +22,15 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from mobile_export.calibration import load_calibration
 from mobile_export.convert.lowering import LoweredGraph
 from mobile_export.convert.to_tflite import convert
-from mobile_export.errors import ArtifactError
+from mobile_export.errors import ArtifactError, CalibrationError
 from mobile_export.fidelity import INT8_BAR
 from mobile_export.metrics import compare
 from mobile_export.options import ExportOptions, Precision
-from mobile_export.quantize import ranges as Q
+from mobile_export.quantize import bias_correction as BC, ranges as Q
+from mobile_export.quantize.equalize import equalize
 from mobile_export.runtimes.host import TFLiteModel
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,6 @@ def split_holdout(calib):
     int8 check runs on images the ranges never saw; fewer than ``MIN_CALIBRATION`` images cannot
     give an independent check and are refused."""
     if calib.count < MIN_CALIBRATION:
-        from mobile_export.errors import CalibrationError
-
         raise CalibrationError(
             f"int8 needs at least {MIN_CALIBRATION} calibration images, {calib.source} gave {calib.count}: "
             f"a quarter is held back to check the ranges on images they were not fitted to; pass more images.")
@@ -190,8 +190,6 @@ def try_range_methods(s: Search) -> None:
 
 def try_equalization(s: Search) -> None:
     """Cross-layer equalization (``equalize.py``) with the best range method so far."""
-    from mobile_export.quantize.equalize import equalize
-
     eq_proto, s.equalized = s.run_stage("cross-layer equalization", equalize, s.proto, s.float_graph, s.cal_nhwc)
     if s.equalized:
         eq_graph = LoweredGraph(eq_proto, int8_forms=True)
@@ -204,8 +202,6 @@ def try_equalization(s: Search) -> None:
 def try_bias_correction(s: Search) -> None:
     """Empirical bias correction (``bias_correction.py``) of the best candidate, kept only when its
     logit SQNR beats the best so far."""
-    from mobile_export.quantize import bias_correction as BC
-
     start = s.best
     shifts = s.run_stage("bias correction: measure mean shifts", BC.mean_shifts, start.tflite, start.proto,
                          start.lowered.layers(), s.cal_part.inputs[:BC.SAMPLES], BC.linear_convs(start.proto))
@@ -219,27 +215,34 @@ def try_bias_correction(s: Search) -> None:
 STEPS: tuple[Callable[[Search], None], ...] = (try_range_methods, try_equalization, try_bias_correction)
 
 
-def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
-    """Convert ``proto`` to a full-integer model; ``run_stage(name, fn, *args)`` times each stage."""
-    from mobile_export.calibration import load_calibration
-
+def prepare(proto, config, options: ExportOptions, run_stage) -> tuple[Search, object, object]:
+    """The search's starting point: the calibration set split into a fit part and a held-back part,
+    the float graph and its fp32 TFLite model with their outputs on every calibration image, and the
+    fit part's activations. Returns (search, the whole calibration set, the held-back part); the
+    int8 ceiling study (``bench.ceiling``) starts from the same point."""
     calib = run_stage("load calibration data", load_calibration, options.calibration, config,
                       options.num_calibration, options.seed)
     cal_part, hold = split_holdout(calib)
-    cal_nhwc = np.ascontiguousarray(cal_part.inputs.transpose(0, 2, 3, 1))
+    cal_nhwc = cal_part.nhwc()
     float_graph = LoweredGraph(proto, int8_forms=True)
     float_tflite = run_stage("convert float reference", convert, float_graph,
                              (options.batch, *config.input_shape_nhwc[1:]), input_name=config.input_name,
                              precision=Precision.FP32)
-    eval_nhwc = np.ascontiguousarray(calib.inputs.transpose(0, 2, 3, 1))
+    eval_nhwc = calib.nhwc()
     ref = TFLiteModel(float_tflite).run(eval_nhwc)
     names = Q.names_to_collect(float_graph.model.graph)
     acts = run_stage("collect activations", Q.collect_activations, float_graph, cal_nhwc, names, options.seed)
     s = Search(proto, config, options, run_stage, cal_part, cal_nhwc, eval_nhwc, float_graph, float_tflite, ref,
                Q.recipe_for(config.spec.family), acts)
+    return s, calib, hold
+
+
+def export_int8(proto, config, options: ExportOptions, run_stage) -> Int8Result:
+    """Convert ``proto`` to a full-integer model; ``run_stage(name, fn, *args)`` times each stage."""
+    s, calib, hold = prepare(proto, config, options, run_stage)
     for i, step in enumerate(STEPS):
         if i == 0 or (options.search and not s.done):
             step(s)
     best = s.best
-    return Int8Result(best.tflite, best.lowered, float_tflite, calib, hold, proto=best.proto, attempts=s.attempts,
+    return Int8Result(best.tflite, best.lowered, s.float_tflite, calib, hold, proto=best.proto, attempts=s.attempts,
                       chosen=best.attempt, equalized=s.equalized if best.proto is not proto else [])

@@ -1,27 +1,34 @@
 """Where the instructions go: per-layer instruction counts of an int8 (or fp32) model on emulated ARM.
 
-    python tools/arm_profile.py MODEL.onnx --name NAME [--int8 --calibration DIR] [--cpu cortex-a76]
-        [--every 1] [--bypass Add,Mul,HardSwish] [--json out.json]
-
 XNNPACK runs the whole graph as one delegate node, so per-op costs are measured by difference: the
 graph is cut after ONNX node k (the prefix's outputs are every tensor a later node still reads),
 lowered and converted exactly as the export does (int8: the same planned ranges pinned by fake-quant
 nodes, the same calibration images for the rest), and its instructions per inference counted under
 qemu; node k costs count(prefix k) − count(prefix k−1). Costs at a cut include writing the prefix's
 outputs, so a row is the layer's cost to within one output copy; the total is the whole model's.
-``MODEL.onnx`` is the artifact's model.onnx (``--name`` gives the registered model for its input
-size and normalization).
+The ONNX graph is an artifact's ``model.onnx``; the registered model gives its input size and
+normalization.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import onnx
+
+from mobile_export.calibration import load_calibration
+from mobile_export.convert.lowering import LoweredGraph
+from mobile_export.convert.to_tflite import convert
+from mobile_export.errors import UserError
+from mobile_export.models import configure
+from mobile_export.options import Precision
+from mobile_export.quantize import ranges as Q
+from mobile_export.runtimes.arm import run_tflite
+from mobile_export.runtimes.host import TFLiteModel
+
+log = logging.getLogger(__name__)
 
 
 def live_tensors(nodes, k: int, graph_outputs: set[str]) -> list[str]:
@@ -30,14 +37,12 @@ def live_tensors(nodes, k: int, graph_outputs: set[str]) -> list[str]:
     return sorted({o for n in nodes[:k + 1] for o in n.output if o in later or o in graph_outputs})
 
 
-def profile(proto, config, calib_nhwc: np.ndarray | None, cpu: str, every: int) -> list[dict]:
-    from mobile_export.convert.lowering import LoweredGraph
-    from mobile_export.convert.to_tflite import convert
-    from mobile_export.options import Precision
-    from mobile_export.quantize import ranges as Q
-    from mobile_export.runtimes.arm import run_tflite
-    from mobile_export.runtimes.host import TFLiteModel
+def _cut(lowered, live: list[str]):
+    return lambda t: {n: v for n, v in lowered(t, extra_outputs=live).items() if n in live}
 
+
+def profile(proto, config, calib_nhwc: np.ndarray | None, cpu: str, every: int) -> list[dict]:
+    """One row per cut: the ONNX nodes since the previous cut, the prefix's count and the difference."""
     int8 = calib_nhwc is not None
     ranges = None
     if int8:
@@ -48,20 +53,15 @@ def profile(proto, config, calib_nhwc: np.ndarray | None, cpu: str, every: int) 
     rep = (lambda: (calib_nhwc[i:i + 1] for i in range(len(calib_nhwc)))) if int8 else None
     x = calib_nhwc[:1] if int8 else np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     rows, prev, prev_k = [], 0, -1
-    cuts = sorted(set(range(every - 1, len(nodes), every)) | {len(nodes) - 1})
-    for k in cuts:
-        live = live_tensors(nodes, k, outputs)
-        fn = (lambda names: lambda t: {n: v for n, v in lowered(t, extra_outputs=names).items() if n in names})(live)
-        tfl = convert(fn, shape, input_name=lowered.input_names[0], precision=Precision.INT8 if int8 else Precision.FP32,
-                      representative=rep)
-        host = TFLiteModel(tfl)
-        count = run_tflite(tfl, host.quantize_input(x), cpu=cpu).median_instructions or 0
-        done = nodes[prev_k + 1:k + 1]
-        rows.append({"cut": k, "nodes": [f"{n.op_type} {n.name}" for n in done], "instructions": count,
-                     "delta": count - prev})
+    for k in sorted(set(range(every - 1, len(nodes), every)) | {len(nodes) - 1}):
+        tfl = convert(_cut(lowered, live_tensors(nodes, k, outputs)), shape, input_name=lowered.input_names[0],
+                      precision=Precision.INT8 if int8 else Precision.FP32, representative=rep)
+        host = TFLiteModel(tfl, xnnpack=False)
+        count = run_tflite(tfl, host.quantize_input(x), cpu=cpu, host=host).median_instructions or 0
+        rows.append({"cut": k, "nodes": [f"{n.op_type} {n.name}" for n in nodes[prev_k + 1:k + 1]],
+                     "instructions": count, "delta": count - prev})
         prev, prev_k = count, k
-        print(f"{k:4d} {count / 1e6:8.3f}M {rows[-1]['delta'] / 1e6:+8.3f}M  {rows[-1]['nodes'][-1][:90]}",
-              file=sys.stderr, flush=True)
+        log.info("%4d %8.3fM %+8.3fM  %s", k, count / 1e6, rows[-1]["delta"] / 1e6, rows[-1]["nodes"][-1][:90])
     return rows
 
 
@@ -69,8 +69,6 @@ def bypass(proto, op_types: set[str]):
     """A copy of ``proto`` in which every node of ``op_types`` passes through its input of the output's
     shape, and nodes left without readers are pruned: a wrong function, kept only as a bound — what the
     remaining ops cost with the bypassed ones free (e.g. ``Add,Mul,HardSwish``: convolutions alone)."""
-    import onnx
-
     model = onnx.shape_inference.infer_shapes(proto)
     g = model.graph
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -114,55 +112,34 @@ def by_op(rows: list[dict]) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("onnx", type=Path)
-    ap.add_argument("--name", required=True, help="registered model name (input size, normalization)")
-    ap.add_argument("--int8", action="store_true")
-    ap.add_argument("--calibration", help="calibration images for int8 (default: the embedded set)")
-    ap.add_argument("--num", type=int, default=64)
-    ap.add_argument("--cpu", default="cortex-a76")
-    ap.add_argument("--every", type=int, default=1, help="cut after every N-th node")
-    ap.add_argument("--bypass", default="", metavar="OPS",
-                    help="comma-separated ONNX op types made pass-throughs (a bound, not the model; see bypass())")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    import onnx
-
-    from mobile_export.calibration import load_calibration
-    from mobile_export.models import configure
-
-    if not args.onnx.is_file():
-        print(f"arm_profile: error: {args.onnx} does not exist; pass the model.onnx of an exported artifact.",
-              file=sys.stderr)
-        return 2
-    proto = onnx.load(str(args.onnx))
-    if args.bypass:
-        types = set(args.bypass.split(","))
+def run(onnx_path: Path, name: str, *, int8: bool, calibration: str | None = None, num: int = 64,
+        cpu: str = "cortex-a76", every: int = 1, bypass_ops: str = "") -> dict:
+    """Profile ``onnx_path`` (an artifact's model.onnx of registered model ``name``); ``bypass_ops``:
+    comma-separated ONNX op types made pass-throughs. Returns ``{"total", "rows", "by_op"}``."""
+    if not Path(onnx_path).is_file():
+        raise UserError(f"{onnx_path} does not exist; pass the model.onnx of an exported artifact.")
+    proto = onnx.load(str(onnx_path))
+    if bypass_ops:
+        types = set(bypass_ops.split(","))
         missing = sorted(types - {n.op_type for n in proto.graph.node})
         if missing:
-            print(f"arm_profile: error: --bypass names {', '.join(missing)}, which {args.onnx} has no node of; "
-                  "give ONNX op types of the model (e.g. Add,Mul,HardSwish).", file=sys.stderr)
-            return 2
+            raise UserError(f"--bypass names {', '.join(missing)}, which {onnx_path} has no node of; give ONNX op "
+                            "types of the model (e.g. Add,Mul,HardSwish).")
         proto = bypass(proto, types)
     size = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][2]
     classes = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim][-1]
-    config = configure(args.name, input_size=size, num_classes=classes)
-    calib = None
-    if args.int8:
-        calib = np.ascontiguousarray(load_calibration(args.calibration, config, args.num, 0).inputs.transpose(0, 2, 3, 1))
-    rows = profile(proto, config, calib, args.cpu, args.every)
-    ops = by_op(rows)
-    print(f"{args.name} {'int8' if args.int8 else 'fp32'} on emulated {args.cpu}: {rows[-1]['instructions'] / 1e6:.2f}M "
-          "instructions per inference\n\n| ONNX op | instructions | share |\n|---|---|---|")
+    config = configure(name, input_size=size, num_classes=classes)
+    calib = load_calibration(calibration, config, num, 0).nhwc() if int8 else None
+    rows = profile(proto, config, calib, cpu, every)
+    return {"model": name, "precision": "int8" if int8 else "fp32", "cpu": cpu, "total": rows[-1]["instructions"],
+            "rows": rows, "by_op": by_op(rows)}
+
+
+def table(result: dict) -> str:
+    """Markdown: instructions per ONNX op type and their share."""
+    ops = result["by_op"]
     total = sum(ops.values()) or 1
-    for op, n in ops.items():
-        print(f"| {op} | {n / 1e6:.2f}M | {100 * n / total:.1f}% |")
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "by_op": ops}, indent=1) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    lines = [f"{result['model']} {result['precision']} on emulated {result['cpu']}: {result['total'] / 1e6:.2f}M "
+             "instructions per inference", "", "| ONNX op | instructions | share |", "|---|---|---|"]
+    lines += [f"| {op} | {n / 1e6:.2f}M | {100 * n / total:.1f}% |" for op, n in ops.items()]
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
-"""The ARM benchmark's table and the profiler's cut points (pure functions; the emulated runs
-themselves are tested in tests/runtimes/test_arm.py)."""
+"""`mobile-export bench`: the ARM benchmark's table, the profiler's cut points and bypass, the int8
+ceiling's simulation (pure functions; the emulated runs themselves are tested in
+tests/runtimes/test_arm.py), and the commands' bad input."""
 from __future__ import annotations
 
 import json
@@ -8,10 +9,14 @@ import pytest
 
 from onnx import helper
 
+from mobile_export.bench import arm, ceiling, profile
+from mobile_export.cli import main
 
-def test_bench_table_compares_with_the_peers_and_says_what_is_missing(tool):
-    bench = tool("arm_bench")
+
+def test_bench_table_compares_with_the_peers_and_says_what_is_missing():
+    bench = arm
     peers = json.loads(bench.PEERS.read_text())
+    assert bench.peers("cortex-a76") == peers and bench.peers("cortex-a55") == {}
     assert "provenance" in peers and peers["models"]["shufflenet_v2_x1_0"]["onnx2tf_int8"] == 24.56e6
     rows = [{"model": "shufflenet_v2_x1_0", "precision": "fp32", "instructions_median": 78.05e6},
             {"model": "shufflenet_v2_x1_0", "precision": "int8", "instructions_median": 29.44e6,
@@ -25,8 +30,7 @@ def test_bench_table_compares_with_the_peers_and_says_what_is_missing(tool):
     assert "| squeezenet1_1 | n/a |" in md
 
 
-def test_profile_cuts_keep_every_tensor_a_later_node_reads(tool):
-    profile = tool("arm_profile")
+def test_profile_cuts_keep_every_tensor_a_later_node_reads():
     nodes = [helper.make_node("Conv", ["x", "w"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
              helper.make_node("Add", ["a", "b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
     assert profile.live_tensors(nodes, 0, {"y"}) == ["a"]
@@ -35,7 +39,7 @@ def test_profile_cuts_keep_every_tensor_a_later_node_reads(tool):
     assert profile.live_tensors(nodes, 3, {"y"}) == ["y"]
 
 
-def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_reads(tool):
+def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_reads():
     """SE block y = x + x·hard_sigmoid(conv(pool(x))) with Add and Mul bypassed: y = x, the gate branch and
     its weights gone; the Mul's full-shaped input is the one passed through even when it comes second."""
     import numpy as np
@@ -43,7 +47,6 @@ def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_read
     import onnxruntime as ort
     from onnx import TensorProto, numpy_helper
 
-    profile = tool("arm_profile")
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])
     w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
@@ -60,13 +63,12 @@ def test_bypass_passes_the_full_shaped_input_through_and_prunes_what_nobody_read
     assert len(proto.graph.node) == 5  # the input model is left as it was
 
 
-def test_int8_ceiling_simulates_int8_only_at_the_ranged_tensors(tool):
+def test_int8_ceiling_simulates_int8_only_at_the_ranged_tensors():
     """The ceiling's simulation quantizes exactly the tensors it is given ranges for: none → the float
     graph; a fitting range → small error; a range that clips most values → large error."""
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
-    ceiling = tool("int8_ceiling")
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((10, 3, 3, 3)).astype(np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
@@ -84,14 +86,29 @@ def test_int8_ceiling_simulates_int8_only_at_the_ranged_tensors(tool):
     assert 25 < fit["sqnr_db"] < 100 and clipped["sqnr_db"] < 10
 
 
-@pytest.mark.parametrize("bad", ["weights", "calibration"])
-def test_int8_ceiling_bad_input_is_one_sentence_exit_2(tool, tmp_path, capsys, bad):
-    """A --weights file or --calibration folder that does not exist: one sentence naming it, exit 2."""
-    ceiling = tool("int8_ceiling")
+@pytest.mark.parametrize("bad", ["weights", "calibration", "golden"])
+def test_bench_ceiling_bad_input_is_one_sentence_exit_2(tmp_path, capsys, bad):
+    """A --weights file, --calibration folder or --golden folder that does not exist: one sentence
+    naming it, exit 2, before any export."""
     missing = str(tmp_path / "missing")
-    args = ["mobilenet_v3_small", "--out", str(tmp_path / "out"),
-            "--weights", missing if bad == "weights" else "cifar10"] + (["--calibration", missing] if bad == "calibration" else [])
-    assert ceiling.main(args) == 2
+    src = {"weights": ["--weights", missing], "calibration": ["--weights", "cifar10", "--calibration", missing],
+           "golden": ["--golden", missing]}[bad]
+    assert main(["bench", "ceiling", "mobilenet_v3_small", "--out", str(tmp_path / "out"), *src]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("int8_ceiling: error: mobilenet_v3_small: ") and "missing" in err and "Traceback" not in err
+    assert err.startswith("mobile-export: error: ") and "missing" in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "mobilenet_v3_small").exists()
+
+
+def test_bench_profile_bad_bypass_and_unknown_model_exit_2(tmp_path, capsys):
+    from onnx import TensorProto, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "model.onnx"
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    assert main(["bench", "profile", str(path), "--name", "mobilenet_v3_small", "--bypass", "Conv"]) == 2
+    assert "no node of" in capsys.readouterr().err
+    assert main(["bench", "profile", str(path), "--name", "resnet50"]) == 2
+    assert "unknown model" in capsys.readouterr().err
