@@ -165,8 +165,9 @@ def _export_plan(b: Built, loaded: Loaded, gate_file, warnings: list[str]) -> tu
         data = CalibrationSet.build(b.check_x, source="check inputs: seeded noise + embedded images", kind="check",
                                     seed=b.options.seed)
         layer_samples = 0
-    plan = engine.Plan(thresholds, source, gate_file is None, layer_samples=layer_samples,
-                       latency_runs=int(settings.get("latency_runs", 30)), seed=b.options.seed,
+    runs = b.options.latency_runs if b.options.latency_runs is not None else int(settings.get("latency_runs", 30))
+    plan = engine.Plan(thresholds, source, gate_file is None, layer_samples=layer_samples, latency_runs=runs,
+                       seed=b.options.seed,
                        fp32_sibling=b.int8.float_tflite if b.int8 is not None else None, accuracy_data=accuracy_data)
     return data, plan
 

@@ -69,7 +69,9 @@ def _export_parser(sub) -> None:
                    help="I/O tensor type of an int8 model with --input normalized (default int8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dist", help="output root (default: dist)")
-    p.add_argument("--gate", help="gate TOML file: validate the artifact after export and apply the gate")
+    p.add_argument("--gate", help="gate TOML file: check the artifact against its thresholds (instead of the "
+                                  "precision's default bar)")
+    p.add_argument("--latency-runs", type=int, help="timed runs per runtime (default 30; 0: no timing)")
     _log_flags(p)
 
 
@@ -147,6 +149,7 @@ def _cmd_export(args) -> int:
         batch=args.batch, out_dir=args.out, io_type=args.io, input=args.input, softmax=args.softmax,
         calibration=args.calibration,
         num_calibration=args.num_calibration, seed=args.seed, gate=args.gate,
+        latency_runs=None if args.latency_runs is None else max(0, args.latency_runs),
     )
     from mobile_export import api
 

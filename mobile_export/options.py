@@ -71,7 +71,9 @@ class ExportOptions:
     check_samples: int = 4  # random + real inputs for the built-in fidelity check
     opset: int = 17
     search: bool = True  # int8: try other range methods when fidelity is below the bar
-    gate: object = None  # a gate TOML path (or validation.gate.GateFile): validate the artifact after export
+    gate: object = None  # a gate TOML path (or check.gate.GateFile): check the artifact against its thresholds
+    latency_runs: int | None = None  # timed runs per runtime in the export's check (default 30, or the gate
+                                     # file's latency_runs); 0: no timing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -97,6 +99,8 @@ class ExportOptions:
             flag = "--calibration" if self.calibration is not None else "--num-calibration"
             raise InvalidOptionError(f"{flag} calibrates int8 models; a {self.precision.value} export does not "
                                      "calibrate (drop it or export with --int8).")
+        if self.latency_runs is not None and (not isinstance(self.latency_runs, int) or self.latency_runs < 0):
+            raise InvalidOptionError(f"--latency-runs must be a whole number (0: no timing), got {self.latency_runs!r}.")
         if self.num_calibration is None:
             object.__setattr__(self, "num_calibration", 256)
         if not isinstance(self.num_calibration, int) or self.num_calibration < 4:

@@ -96,7 +96,7 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
     named = {k: NamedSource(local[k], str(cell.labels.get(k, getattr(cell, k)))) for k in local}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mobile-export-cell-") as work:
-        opts = cell.export_options(out_dir=Path(work) / "dist",
+        opts = cell.export_options(out_dir=Path(work) / "dist", latency_runs=0,  # the cell's validate times it
                                    weights=str(local["weights"]) if "weights" in local else cell.weights,
                                    calibration=named.get("calibration", cell.calibration)
                                    if cell.precision is Precision.INT8 else None)
