@@ -33,6 +33,7 @@ from mobile_export.errors import CalibrationError
 
 from .arrays import load_array_file
 from .dataset import CalibrationSet
+from .default_set import load_default
 from .preprocess import channels, preprocess_image
 from .sampling import check_num, fewer_warning, sample_indices
 
@@ -167,8 +168,6 @@ def load_calibration(
         raise CalibrationError(f"the calibration seed must be a non-negative integer, got {seed!r}.")
     seed = int(seed)
     if source is None:
-        from .default_set import load_default
-
         return load_default(config, num=num, seed=seed)
     label = str(source) if isinstance(source, NamedSource) else os.fspath(source)
     path = check_source(source, flag)

@@ -4,6 +4,7 @@ Heavy imports (TensorFlow, onnxruntime) happen lazily, so ``import mobile_export
 """
 from __future__ import annotations
 
+import importlib as _importlib
 import os as _os
 
 # Both before anything imports TensorFlow. The lowered graph runs in TensorFlow (calibration
@@ -28,7 +29,5 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mobile_export' has no attribute {name!r}")

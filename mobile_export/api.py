@@ -20,7 +20,11 @@ from typing import Any, Mapping
 from mobile_export import artifacts, fidelity as F
 from mobile_export.build import Built, build
 from mobile_export.calibration import (
-    CalibrationSet, check_source, load_calibration, load_cifar10_holdout, load_default_labelled,
+    CalibrationSet,
+    check_source,
+    load_calibration,
+    load_cifar10_holdout,
+    load_default_labelled,
 )
 from mobile_export.check import devices, engine, gate as gates
 from mobile_export.check.loaded import Loaded, load, reference_config, reference_seed
@@ -33,6 +37,7 @@ from mobile_export.report import export_md
 from mobile_export.report.html import to_html
 from mobile_export.report.junit import validation_junit
 from mobile_export.report.validate_md import to_markdown as validation_markdown
+from mobile_export.runtimes.arm.adb import DeviceOptions, check_device
 from mobile_export.runtimes.onnxruntime import Sessions
 
 log = logging.getLogger(__name__)
@@ -237,7 +242,6 @@ def _check_early(opts: ValidateOptions, gate_file, out_dir: Path) -> None:
     if data is not None and str(data) not in (CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
         check_source(data, "--data")
     if opts.runtime is Runtime.ADB:  # adb and the device, before the reference is built
-        from mobile_export.runtimes.arm.adb import DeviceOptions, check_device
 
         check_device(opts.device or DeviceOptions())
     if opts.write:

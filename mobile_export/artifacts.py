@@ -5,12 +5,14 @@ interrupted run never leaves a half artifact where a final one is expected.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -117,8 +119,6 @@ def remove_stale(final: Path) -> list[Path]:
 
 @contextmanager
 def _swap_lock(final: Path) -> Iterator[None]:
-    import fcntl
-
     fd = os.open(final.parent, os.O_RDONLY)  # the parent folder itself is the lock: nothing left behind
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -165,8 +165,6 @@ def write_text(path: Path, text: str) -> None:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for dist in ("mobile-export", "torch", "onnx", "onnxruntime", "onnxsim", "tensorflow", "ai-edge-litert"):
         try:

@@ -9,12 +9,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
-from mobile_export.errors import INTERNAL_ERROR_EXIT, InvalidOptionError, MobileExportError
+from mobile_export import lazy
+from mobile_export.batch import load_matrix, run_batch
+from mobile_export.batch.table import cells_of
+from mobile_export.check.gate import THRESHOLDS
+from mobile_export.errors import INTERNAL_ERROR_EXIT, InvalidOptionError, MobileExportError, UserError
+from mobile_export.logs import cli_logging
+from mobile_export.options import ExportOptions
+from mobile_export.runtimes.arm import setup
+from mobile_export.runtimes.arm.adb import DeviceOptions
+from mobile_export.runtimes.arm.cpus import CPUS, DEFAULT_CPU
 
 SUBCOMMANDS = ("export", "list", "validate", "arm", "batch", "bench")
 
@@ -76,8 +88,6 @@ def _export_parser(sub) -> None:
 
 
 def _validate_parser(sub) -> None:
-    from mobile_export.check.gate import THRESHOLDS
-
     p = sub.add_parser("validate", help="validate a written .tflite against its PyTorch reference",
                        description="Exit 0: the gate passed; 1: a gate check failed; 2: bad usage or input.")
     p.add_argument("tflite", help="the model.tflite (manifest.json and model.onnx must be beside it)")
@@ -126,10 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from mobile_export.errors import UserError
-    from mobile_export.models import describe
-
-    models = describe(args.family)
+    models = lazy.load("mobile_export.models").describe(args.family)
     if not models:
         raise UserError(f"no models in family '{args.family}'; run `mobile-export list` to see the families.")
     rows = [("name", "family", "input", "params", "MACs", "weights")]
@@ -142,8 +149,6 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from mobile_export.options import ExportOptions
-
     opts = ExportOptions(  # checked before the pipeline (torch, TensorFlow) is imported
         precision=args.precision, weights=args.weights, num_classes=args.num_classes, input_size=args.input_size,
         batch=args.batch, out_dir=args.out, io_type=args.io, input=args.input, softmax=args.softmax,
@@ -151,7 +156,7 @@ def _cmd_export(args) -> int:
         num_calibration=args.num_calibration, seed=args.seed, gate=args.gate,
         latency_runs=None if args.latency_runs is None else max(0, args.latency_runs),
     )
-    from mobile_export import api
+    api = lazy.load("mobile_export.api")  # TensorFlow, torch, onnxruntime: after the arguments are checked
 
     res = api.export(args.name, opts)
     print(f"{res.tflite_path}  ({res.report.precision}, {res.tflite_path.stat().st_size / 1e6:.2f} MB)")
@@ -161,9 +166,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from mobile_export import api
-    from mobile_export.check.gate import THRESHOLDS
-    from mobile_export.runtimes.arm.adb import DeviceOptions
+    api = lazy.load("mobile_export.api")  # TensorFlow, torch, onnxruntime: after the arguments are checked
 
     res = api.validate(
         args.tflite, reference=args.reference, weights=args.weights, data=args.data, num=args.num,
@@ -179,8 +182,6 @@ def _cmd_validate(args) -> int:
 
 
 def _arm_parser(sub) -> None:
-    from mobile_export.runtimes.arm.cpus import CPUS, DEFAULT_CPU
-
     p = sub.add_parser("arm", help="emulated ARM runtime (qemu-aarch64): validate without a phone")
     p.set_defaults(quiet=False, verbose=False)
     asub = p.add_subparsers(dest="arm_command", metavar="setup", parser_class=_Parser, required=True)
@@ -192,9 +193,6 @@ def _arm_parser(sub) -> None:
 
 
 def _cmd_arm(args) -> int:
-    import time
-
-    from mobile_export.runtimes.arm import setup
 
     t0 = time.monotonic()
     rt = setup(args.cpu, force=args.force)
@@ -217,14 +215,11 @@ def _batch_parser(sub) -> None:
 
 
 def _cmd_batch(args) -> int:
-    from mobile_export.batch import load_matrix, run_batch
-
     if args.serial and args.address:
         raise InvalidOptionError("--serial runs in this process; drop --address (or --serial to use the cluster).")
     matrix = load_matrix(args.matrix)
     res = run_batch(matrix, args.out, address=args.address, serial=args.serial, resume=args.resume,
                     num_cpus=args.cpus, verbose=args.verbose, progress=not args.quiet)
-    from mobile_export.batch.table import cells_of
 
     for r in res.rows:
         c = cells_of(r)
@@ -280,30 +275,27 @@ def _bench_outputs(p) -> None:
 
 
 def _cmd_bench(args) -> int:
-    import json
-    from pathlib import Path
-
-    from mobile_export.bench import golden as G
-    from mobile_export.models import get_spec
+    G = lazy.load("mobile_export.bench.golden")
+    get_spec = lazy.load("mobile_export.models").get_spec
 
     for name in getattr(args, "names", [args.name] if args.bench_command == "profile" else []):
         get_spec(name)  # an unknown model: one sentence, before anything runs
     golden = None if getattr(args, "golden", None) is None else G.golden_dir(args.golden or None)
     if args.bench_command == "arm":
-        from mobile_export.bench import arm
+        arm = lazy.load("mobile_export.bench.arm")
 
         b = arm.ArmBench(tuple(args.names), Path(args.dist), golden, args.calibration, args.fp16, args.input,
                          args.cpu, args.samples)
         rows = arm.run(b)
         result, md = {"cpu": args.cpu, "rows": rows}, arm.table(rows, arm.peers(args.cpu), args.cpu)
     elif args.bench_command == "profile":
-        from mobile_export.bench import profile
+        profile = lazy.load("mobile_export.bench.profile")
 
         result = profile.run(Path(args.onnx), args.name, int8=args.int8, calibration=args.calibration, num=args.num,
                              cpu=args.cpu, every=args.every, bypass_ops=args.bypass)
         md = profile.table(result)
     else:
-        from mobile_export.bench import ceiling
+        ceiling = lazy.load("mobile_export.bench.ceiling")
 
         out = Path(args.out)
         result = [ceiling.ceiling(n, str(G.golden_weights(n, out, golden)) if golden else args.weights,
@@ -329,7 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from mobile_export.logs import cli_logging
 
     with cli_logging(quiet=args.quiet, verbose=args.verbose) as native:
         try:
@@ -350,10 +341,6 @@ def main(argv: list[str] | None = None) -> int:
 def _internal_error(e: BaseException, native: str = "") -> int:
     """One line on stderr naming the log file that holds the traceback (and what native libraries
     wrote to stderr meanwhile); exit 3."""
-    import tempfile
-    import time
-    import traceback
-
     text = "".join(traceback.format_exception(e))
     where = Path(os.environ.get("MOBILE_EXPORT_CACHE", Path.home() / ".cache" / "mobile-export")) / "logs"
     log_path = None

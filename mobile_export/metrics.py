@@ -2,7 +2,9 @@
 statistics, and the one summary of a list of timings."""
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
+from math import comb
 
 import numpy as np
 
@@ -79,8 +81,6 @@ def paired_bootstrap_drop(correct_ref: np.ndarray, correct_got: np.ndarray, *, r
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for ``b`` (ref right, got wrong) and ``c`` (ref wrong, got
     right) discordant pairs: a binomial test of min(b, c) under p = 1/2. 1.0 when there are none."""
-    from math import comb
-
     n = int(b) + int(c)
     if n == 0:
         return 1.0
@@ -91,8 +91,6 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 def latency_summary(times_ms: list[float]) -> dict[str, float]:
     """Median and 90th percentile (interpolated) of timed runs, in milliseconds."""
-    import statistics
-
     s = sorted(times_ms)
     return {"median_ms": float(statistics.median(s)), "p90_ms": float(np.percentile(s, 90)), "runs": len(s)}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mobile_export.calibration import load_calibration
 from mobile_export.models import ModelConfig, build_model, estimate_bn_statistics
 
 
@@ -19,8 +20,6 @@ def check_inputs(config: ModelConfig, count: int, seed: int) -> np.ndarray:
     n_rand = max(1, count // 2)
     x = [rng.standard_normal((n_rand, *config.input_shape_nchw[1:]), dtype=np.float32)]
     if count > n_rand:
-        from mobile_export.calibration import load_calibration
-
         x.append(load_calibration(None, config, num=count - n_rand, seed=seed).inputs)
     return np.concatenate(x).astype(np.float32)
 

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,9 @@ from .registry import (
 )
 from .weights import check_weights_file, estimate_bn_statistics, load_into, read_state_dict
 
-# Importing a family module registers its models.
-from . import efficientnet, espnetv2, fbnet, ghostnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401,E501
-from . import shipped  # noqa: E402,F401  (registers shipped checkpoints, if any)
+# Importing a family module registers its models; the shipped checkpoints register after them.
+from . import efficientnet, espnetv2, fbnet, ghostnet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet, squeezenext  # noqa: E402,F401,E501  # isort: skip
+from . import shipped  # noqa: E402,F401  # isort: skip
 
 
 def configure(
@@ -50,8 +51,6 @@ def configure(
 
 
 def _replace(cfg: ModelConfig, **kw) -> ModelConfig:
-    import dataclasses
-
     return dataclasses.replace(cfg, **kw)
 
 
@@ -106,8 +105,6 @@ def describe(family: str | None = None) -> list[ModelRow]:
 
 
 def _replace_spec(spec: ModelSpec, overrides: dict) -> ModelSpec:
-    import dataclasses
-
     return dataclasses.replace(spec, builder_kwargs={**spec.builder_kwargs, **overrides})
 
 

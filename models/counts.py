@@ -1,7 +1,7 @@
 """Parameters and MACs of every registered model at its default input size, as spec data: what
 ``mobile-export list`` prints without building 40 models (10 s → under 1 s). The zoo test
 (``tests/models/test_zoo.py``) rebuilds each model and fails when a row differs from its count, so
-the table cannot drift; ``python -m mobile_export.models.counts`` rewrites it after a model changes.
+the table cannot drift; ``python tools/make_counts.py`` rewrites it after a model changes.
 """
 from __future__ import annotations
 
@@ -45,24 +45,3 @@ COUNTS: dict[str, tuple[int, int]] = {
     "squeezenext23v5_x2_0": (3222912, 697960192),
 }
 
-
-def _table() -> str:
-    """The COUNTS literal, counted from freshly built models."""
-    from . import get_model, get_spec, list_models
-    from .profile import count_macs, count_params
-
-    rows = []
-    for name in list_models():
-        model = get_model(name)
-        rows.append(f'    "{name}": ({count_params(model)}, {count_macs(model, get_spec(name).input_size)}),')
-    return "\n".join(rows)
-
-
-if __name__ == "__main__":  # pragma: no cover - a maintainer's regeneration step
-    import re
-    from pathlib import Path
-
-    path = Path(__file__)
-    text = path.read_text()
-    path.write_text(re.sub(r"(COUNTS: dict\[str, tuple\[int, int\]\] = \{\n).*?(^\})",
-                           lambda m: m.group(1) + _table() + "\n" + m.group(2), text, flags=re.S | re.M))

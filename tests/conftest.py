@@ -46,6 +46,20 @@ def golden_fill(golden_dir):
 
 
 @pytest.fixture(scope="session")
+def mv3_small_64(tmp_path_factory) -> Path:
+    """mobilenet_v3_small exported once per session at 64 px, fp32 and int8 (no search, 32 calibration
+    images) side by side, as ``DIR/fp32/`` and ``DIR/int8/``: the artifact pair the runtime and device
+    tests validate. Tests may write reports beside the models, never change the models."""
+    from mobile_export.api import export
+
+    out = tmp_path_factory.mktemp("mv3-small-64")
+    for precision in ("fp32", "int8"):
+        export("mobilenet_v3_small", precision=precision, input_size=64, out_dir=out, search=False,
+               **({"num_calibration": 32} if precision == "int8" else {}))
+    return out / "mobilenet_v3_small"
+
+
+@pytest.fixture(scope="session")
 def tool():
     """``tool("accuracy_table")``: the module of ``tools/accuracy_table.py``."""
     return lambda name: load_script(REPO / "tools" / f"{name}.py", name)

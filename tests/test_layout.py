@@ -15,7 +15,7 @@ ROOTS = {"mobile_export": "mobile_export", "models": "mobile_export.models", "ca
 # build / check (siblings: neither imports the other) → quantize → convert → runtimes / report / reference →
 # models / calibration → core.
 RANKS = {
-    "mobile_export.errors": 0, "mobile_export.logs": 0,
+    "mobile_export.errors": 0, "mobile_export.logs": 0, "mobile_export.lazy": 0,
     "mobile_export.options": 1, "mobile_export.metrics": 1,
     "mobile_export.fidelity": 2, "mobile_export.artifacts": 2,
     "mobile_export.models": 3, "mobile_export.calibration": 3,
@@ -65,9 +65,15 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
+def _is_lazy_load(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "lazy" and len(node.args) == 1
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+
+
 def _imports(name: str) -> tuple[set[str], set[str]]:
     """(modules of ours imported by ``name``, every top-level package it imports), function-local
-    imports included, ``if TYPE_CHECKING`` ones left out."""
+    imports and ``lazy.load("...")`` calls included, ``if TYPE_CHECKING`` ones left out."""
     tree = ast.parse(MODULES[name].read_text())
     skip = _type_checking_lines(tree)
     base = name if _is_package(name) else name.rsplit(".", 1)[0]
@@ -82,6 +88,8 @@ def _imports(name: str) -> tuple[set[str], set[str]]:
             if node.level:
                 mod = ".".join(base.split(".")[: len(base.split(".")) - node.level + 1] + ([mod] if mod else []))
             targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in MODULES else mod for a in node.names]
+        elif _is_lazy_load(node):  # lazy.load("pkg.module"): an import all the same
+            targets = [node.args[0].value]
         else:
             continue
         for t in targets:
@@ -192,3 +200,22 @@ def test_the_rules_catch_an_upward_import(tmp_path):
                 test_arrows_point_down_only()
         finally:
             GRAPH[src].discard(dst)
+
+
+# Modules that may import inside a function, and why. Every other module imports at its top, and heavy
+# runtimes through ``mobile_export.lazy.load`` (the reason is stated there).
+LOCAL_IMPORTS_ALLOWED = {
+    "mobile_export.runtimes.arm.guest_runner": "runs in the emulated guest: numpy's path comes from the job file",
+}
+
+
+def test_imports_are_at_the_top_of_each_module():
+    inside = []
+    for m, p in MODULES.items():
+        if m in LOCAL_IMPORTS_ALLOWED or p.name.endswith("_py_generated.py"):
+            continue
+        for fn in ast.walk(ast.parse(p.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{m}:{n.lineno} {ast.unparse(n)}" for n in ast.walk(fn)
+                           if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not inside, "imports inside functions (move them to the top, or use lazy.load):\n" + "\n".join(inside)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_export import lazy
+from mobile_export.calibration import NamedSource
 from mobile_export.options import Precision
 
 from .matrix import PATH_KEYS, Cell
@@ -89,9 +91,7 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
     """Export and validate ``cell``; ``blobs`` maps the cell's path keys to their shipped content.
     Returns ``{"id", "row", "files": {relative path: bytes}}``. Errors propagate (the executor
     retries, then records them)."""
-    from mobile_export.api import export, validate
-    from mobile_export.calibration import NamedSource
-
+    api = lazy.load("mobile_export.api")  # TensorFlow and torch: only where a cell runs
     local = {k: unpack(b) for k, b in blobs.items()}
     named = {k: NamedSource(local[k], str(cell.labels.get(k, getattr(cell, k)))) for k in local}
     t0 = time.perf_counter()
@@ -100,9 +100,9 @@ def run_cell(cell: Cell, blobs: dict[str, Blob]) -> dict[str, Any]:
                                    weights=str(local["weights"]) if "weights" in local else cell.weights,
                                    calibration=named.get("calibration", cell.calibration)
                                    if cell.precision is Precision.INT8 else None)
-        res = export(cell.model, opts)
+        res = api.export(cell.model, opts)
         t_export = time.perf_counter() - t0
-        v = validate(res.tflite_path, reference=cell.model, weights=opts.weights,
+        v = api.validate(res.tflite_path, reference=cell.model, weights=opts.weights,
                      data=named.get("data", cell.data), num=cell.num, seed=cell.seed,
                      gate=str(local["gate"]) if "gate" in local else None,
                      latency_runs=cell.latency_runs, out_dir=res.out_dir / "validation")

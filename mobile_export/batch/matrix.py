@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mobile_export import lazy
+from mobile_export.check.gate import read_gate_file
 from mobile_export.errors import MatrixError, MobileExportError
 from mobile_export.options import ExportOptions, InputKind, Precision
 
@@ -132,10 +134,13 @@ def _check_types(table: dict, where: str, allowed: dict) -> None:
                               f"got {value!r}.")
 
 
-def _models(patterns: list, where: str) -> list[str]:
-    from mobile_export.models import list_models
+def _zoo():
+    """The model registry, imported on first use (torch): ``mobile-export --help`` must not wait for it."""
+    return lazy.load("mobile_export.models")
 
-    known, names = list_models(), []
+
+def _models(patterns: list, where: str) -> list[str]:
+    known, names = _zoo().list_models(), []
     for p in patterns:
         if not isinstance(p, str):
             raise MatrixError(f"{where}: models must be names or glob patterns, got {p!r}.")
@@ -194,8 +199,6 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
 
 
 def _cells(name: str, s: dict, path: Path) -> list[Cell]:
-    from mobile_export.models import configure
-
     precisions = s.get("precisions", ["fp32"])
     sizes = s.get("input_sizes", [None])
     cells = []
@@ -211,13 +214,11 @@ def _cells(name: str, s: dict, path: Path) -> list[Cell]:
             try:
                 if "input" in kw:
                     kw["input"] = InputKind.parse(kw["input"])
-                config = configure(name, weights=kw.get("weights"), input_size=size)
+                config = _zoo().configure(name, weights=kw.get("weights"), input_size=size)
                 cell = Cell(model=name, precision=Precision.parse(precision), input_size=config.input_size,
                             labels=labels, **kw)
                 cell.export_options()
                 if cell.gate:
-                    from mobile_export.check.gate import read_gate_file
-
                     read_gate_file(cell.gate)
             except MatrixError:
                 raise
@@ -228,9 +229,7 @@ def _cells(name: str, s: dict, path: Path) -> list[Cell]:
 
 
 def _registered_weights(name: str, weights: str) -> bool:
-    from mobile_export.models import get_spec
-
-    return weights in get_spec(name).weights
+    return weights in _zoo().get_spec(name).weights
 
 
 def _resolve_path(text: str, base: Path, where: str, key: str) -> str:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mobile_export import artifacts
+from tqdm import tqdm
+
+from mobile_export import artifacts, lazy
 from mobile_export.errors import UserError
 
 from . import table
@@ -124,8 +126,6 @@ def _finish(out: Path, rows: dict, cell: Cell, key: str, result: dict | None, er
 
 
 def _run_serial(todo, out: Path, rows: dict, cell_fn, *, progress: bool, **_) -> None:
-    from tqdm import tqdm
-
     for cell, blobs, key in tqdm(todo, desc="batch (serial)", unit="cell", disable=not (todo and progress)):
         try:
             result, error = cell_fn(cell, blobs), None
@@ -143,9 +143,7 @@ def _ray_cause(e: BaseException) -> BaseException:
 
 
 def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose, progress) -> None:
-    import ray
-    from tqdm import tqdm
-
+    ray = lazy.load("ray")  # the optional [cluster] extra
     if not todo:
         return
     started = not ray.is_initialized()
@@ -189,6 +187,5 @@ def _run_ray(todo, out: Path, rows: dict, cell_fn, *, address, num_cpus, verbose
 def _ray_cell(cell_fn: Callable, cell: Cell, refs: dict) -> dict:
     """The Ray task: fetch the cell's blobs from the object store (nested references are not
     resolved by Ray), then run the cell."""
-    import ray
-
+    ray = lazy.load("ray")
     return cell_fn(cell, dict(zip(refs, ray.get(list(refs.values())))))

@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 from mobile_export import artifacts
+from mobile_export.report.html import CSS, _figure, _img, _png, _table
+from mobile_export.report.junit import Case, to_junit
 
 HEADER = ["cell", "samples", "PyTorch top-1", "TFLite top-1", "drop (95% CI)", "SQNR", "agreement",
           "partitions", "latency 1 thr", "result"]
@@ -49,8 +51,6 @@ def markdown(res, matrix) -> str:
 
 
 def junit(res) -> str:
-    from mobile_export.report.junit import Case, to_junit
-
     cases = []
     for r in res.rows:
         fails = ([f"{r['status']}: {r['error']}"] if r["status"] in ("error", "cancelled") else
@@ -63,8 +63,6 @@ def junit(res) -> str:
 
 def plot(rows: list[dict]) -> str | None:
     """Top-1 drop with its 95% CI per cell (when labelled), else SQNR per cell."""
-    from mobile_export.report.html import _figure, _png
-
     ok = [r for r in rows if r["status"] in ("pass", "fail")]
     if not ok:
         return None
@@ -87,8 +85,6 @@ def plot(rows: list[dict]) -> str | None:
 
 
 def to_html(res, matrix) -> str:
-    from mobile_export.report.html import CSS, _img, _table
-
     e = html.escape
     state = "" if res.complete else ' <span class="fail">INCOMPLETE (interrupted)</span>'
     classes = ["" if r["status"] == "pass" else "div" for r in res.rows]

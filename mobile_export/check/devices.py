@@ -9,14 +9,15 @@ import numpy as np
 
 from mobile_export.errors import ArtifactError
 from mobile_export.options import Precision
+from mobile_export.runtimes.arm import run_float
+from mobile_export.runtimes.arm.adb import DeviceOptions, run_on_device as _run
+from mobile_export.runtimes.host import check_tflite_bytes
 
 ARM_SAMPLES = 8  # emulated inferences take seconds each: a few samples, plus 1 for the fp32 sibling
 
 
 def fp32_sibling(path: Path, precision: Precision, warnings: list[str]) -> tuple[bytes | None, Path | None]:
     """The fp32 artifact beside ``path`` (``../fp32/model.tflite``), for int8/fp32 ratios."""
-    from mobile_export.runtimes.host import check_tflite_bytes
-
     sib = path.parent.parent / "fp32" / "model.tflite"
     if precision is Precision.FP32 or not sib.is_file():
         return None, None
@@ -42,8 +43,6 @@ def run_on_emulated_arm(loaded, x: np.ndarray, host_out: np.ndarray, cpu: str,
     equal the host's bit for bit (differing elements are counted), float ones are compared by max abs
     difference; instructions per inference replace wall time, and the fp32 sibling ``fp32`` is
     counted too for the int8/fp32 ratio."""
-    from mobile_export.runtimes.arm import run_float
-
     n = min(len(x), ARM_SAMPLES)
     xa = np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1))
     precision = loaded.precision
@@ -61,8 +60,6 @@ def run_on_device(loaded, x: np.ndarray, host_out: np.ndarray, opts, fp32: bytes
     """Run the artifact on a device over adb (``runtimes.arm.adb``): outputs of the first
     ``ARM_SAMPLES`` inputs when the device has a Python (compared with the host's bit for bit), and
     benchmark_model timings of the artifact and its fp32 sibling when a binary is available."""
-    from mobile_export.runtimes.arm.adb import DeviceOptions
-    from mobile_export.runtimes.arm.adb import run_on_device as _run
     n = min(len(x), ARM_SAMPLES)
     host = loaded.plain
     xa = host.quantize_input(np.ascontiguousarray(x[:n].transpose(0, 2, 3, 1)))

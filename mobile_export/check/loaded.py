@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import onnx
 
 from mobile_export import artifacts
 from mobile_export.errors import ArtifactError, UserError
@@ -96,8 +97,6 @@ def _check_io(path: Path, manifest: Mapping[str, Any], tfl: TFLiteModel) -> None
 
 
 def _read_onnx(path: Path):
-    import onnx
-
     onnx_path = path.parent / "model.onnx"
     if not onnx_path.is_file():
         raise ArtifactError(f"no model.onnx beside {path}; validate compares against it (re-export the model).")

@@ -19,7 +19,12 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 
-from mobile_export.artifacts import IO_METADATA_ENTRY as IO_ENTRY  # our own entry (read by runtimes.host)
+import flatbuffers
+
+from mobile_export.artifacts import IO_METADATA_ENTRY as IO_ENTRY, sha256_file  # our own entry (read by runtimes.host)
+from mobile_export.convert.schema import metadata_schema_py_generated as M
+from mobile_export.convert.tflite_edit import ModelEditor
+
 TFLITE_METADATA = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
 MIN_PARSER_VERSION = "1.0.0"   # NormalizationOptions, ImageProperties, TENSOR_AXIS_LABELS: schema 1.0
@@ -54,8 +59,6 @@ class IOFacts:
 
 def facts_for(config, options) -> IOFacts:
     """The I/O facts of an export of ``config`` (models.ModelConfig) with ``options`` (ExportOptions)."""
-    from mobile_export.artifacts import sha256_file
-
     if config.weights_spec is not None:
         weights = f"weights {config.weights_spec.name} (sha256 {sha256_file(config.weights_spec.path)[:12]})"
     elif config.weights is not None:
@@ -73,8 +76,6 @@ def facts_for(config, options) -> IOFacts:
 
 
 def _schema():
-    from mobile_export.convert.schema import metadata_schema_py_generated as M
-
     return M
 
 
@@ -113,8 +114,6 @@ def _output_metadata(M, f: IOFacts):
 
 def metadata_buffer(f: IOFacts) -> bytes:
     """The ``TFLITE_METADATA`` flatbuffer (identifier ``M001``)."""
-    import flatbuffers
-
     M = _schema()
     sub = M.SubGraphMetadataT(inputTensorMetadata=[_input_metadata(M, f)],
                               outputTensorMetadata=[_output_metadata(M, f)])
@@ -141,8 +140,6 @@ def append_associated_files(tflite: bytes, f: IOFacts) -> bytes:
 def read_metadata(tflite: bytes) -> dict:
     """``TFLITE_METADATA`` of ``tflite`` as plain data (name, input normalization, output, labels):
     the read-back the tests compare with the manifest."""
-    from mobile_export.convert.tflite_edit import ModelEditor
-
     ed = ModelEditor(tflite)  # the flatbuffer parser ignores the appended zip
     entries = {m.name.decode(): ed.model.buffers[m.buffer].data for m in ed.model.metadata or []}
     if TFLITE_METADATA not in entries:

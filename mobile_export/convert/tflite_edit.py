@@ -16,15 +16,16 @@ Works on the object API of TensorFlow's generated TFLite schema (``schema_py_gen
 """
 from __future__ import annotations
 
+import flatbuffers
 import numpy as np
+
+from mobile_export import lazy
 
 _TYPES = {"float32": 0, "int32": 2, "uint8": 3, "int8": 9}
 
 
 def _schema():
-    from tensorflow.lite.python import schema_py_generated as S
-
-    return S
+    return lazy.load("tensorflow.lite.python.schema_py_generated")
 
 
 class ModelEditor:
@@ -162,8 +163,6 @@ class ModelEditor:
         self.model.metadata = entries + [md]
 
     def to_bytes(self) -> bytes:
-        import flatbuffers
-
         builder = flatbuffers.Builder(1 << 20)
         builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())

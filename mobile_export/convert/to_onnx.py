@@ -5,12 +5,14 @@ self-contained file, and in eval mode folds BatchNorm into the preceding convolu
 """
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import warnings
 
 import numpy as np
 import onnx
+import onnxsim
 import torch
 import torch.nn as nn
 
@@ -49,8 +51,6 @@ def export_onnx(
 
 
 def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
-    import onnxsim
-
     try:
         simplified, ok = onnxsim.simplify(proto)
     except Exception as e:  # onnxsim raises plain RuntimeErrors
@@ -63,8 +63,6 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 def float32_noise(model: nn.Module, inputs: np.ndarray) -> float:
     """How far PyTorch's own float32 result is from a float64 run of the same model (max error
     relative to the largest |output|): no float32 implementation can be held closer than this."""
-    import copy
-
     with torch.no_grad():
         y32 = model.eval()(torch.from_numpy(inputs)).double()
         y64 = copy.deepcopy(model).double().eval()(torch.from_numpy(inputs).double())

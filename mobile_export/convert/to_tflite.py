@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from mobile_export import lazy
 from mobile_export.errors import ConversionError
 from mobile_export.options import IOType, Precision
 
@@ -21,9 +22,8 @@ log = logging.getLogger(__name__)
 
 def _quiet_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import absl.logging
-
-    absl.logging.set_verbosity(absl.logging.ERROR)
+    absl_logging = lazy.load("absl.logging")
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def convert(
@@ -37,8 +37,7 @@ def convert(
 ) -> bytes:
     """Convert ``fn(x_nhwc) -> {output_name: tensor}`` to a TFLite flatbuffer."""
     _quiet_tf()
-    import tensorflow as tf
-
+    tf = lazy.load("tensorflow")
     module = tf.Module()
     module.serve = tf.function(fn, autograph=False, input_signature=[tf.TensorSpec(input_shape_nhwc, tf.float32, name=input_name)])
     with tempfile.TemporaryDirectory(prefix="mobile-export-sm-") as tmp:

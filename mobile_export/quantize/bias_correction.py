@@ -24,8 +24,18 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
+import torch.nn.functional as F
 
-from mobile_export.convert.graph import attrs, consumers_of, copy_model, initializer_arrays, initializers, own_bias, set_initializers
+from mobile_export.convert.graph import (
+    attrs,
+    consumers_of,
+    copy_model,
+    initializer_arrays,
+    initializers,
+    own_bias,
+    set_initializers,
+)
 from mobile_export.quantize.ranges import FUSED_ACTIVATIONS
 from mobile_export.runtimes.host import TFLiteModel
 from mobile_export.runtimes.tensor_map import map_tensors
@@ -51,9 +61,6 @@ def linear_convs(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 
 def _conv_nchw(x: np.ndarray, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The float convolution ``node`` (ONNX attributes) applied to ``x`` (NCHW)."""
-    import torch
-    import torch.nn.functional as F
-
     a = attrs(node)
     pads = list(a.get("pads", [0, 0, 0, 0]))
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_export import lazy
 from mobile_export.report.common import fmt, fused_text
 
 FLIP_TABLE_ROWS = 200
@@ -30,18 +31,14 @@ img{max-width:100%;border:1px solid #eee;margin:6px 0} code{background:#f4f4f4;p
 
 
 def _png(fig) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
+    lazy.load("matplotlib.backends.backend_agg").FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure(w: float, h: float, rows: int = 1):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h))
+    fig = lazy.load("matplotlib.figure").Figure(figsize=(w, h))
     axes = [fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
     return fig, axes
 

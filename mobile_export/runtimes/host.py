@@ -3,34 +3,35 @@ tf.lite where that is what a machine has. Runs models, quantizes inputs, counts 
 from __future__ import annotations
 
 import collections
+import json
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
+from mobile_export import lazy
+from mobile_export.artifacts import IO_METADATA_ENTRY
 from mobile_export.errors import ArtifactError
 from mobile_export.metrics import latency_summary
 
 
 def _interpreter_class():
     try:
-        from ai_edge_litert import interpreter as mod
+        mod = lazy.load("ai_edge_litert.interpreter")
     except ImportError:  # pragma: no cover - fallbacks for devices / old installs
         try:
-            from tflite_runtime import interpreter as mod
+            mod = lazy.load("tflite_runtime.interpreter")
         except ImportError:
-            import tensorflow as tf
-
+            tf = lazy.load("tensorflow")
             return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
     return mod.Interpreter, mod.OpResolverType
 
 
 def runtime_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("ai-edge-litert")
-    except Exception:  # pragma: no cover
+    except PackageNotFoundError:  # pragma: no cover - a device's tflite_runtime
         return "unknown"
 
 
@@ -94,12 +95,7 @@ def _info(detail: dict) -> TensorInfo:
 def io_contract(model: bytes) -> dict | None:
     """The model's ``mobile_export.io`` metadata entry (pixels or normalized input, mean, std), or None
     for a model without it."""
-    import json
-
-    from ai_edge_litert import schema_py_generated as S
-
-    from mobile_export.artifacts import IO_METADATA_ENTRY
-
+    S = lazy.load("ai_edge_litert.schema_py_generated")
     try:
         m = S.Model.GetRootAsModel(model, 0)
         for i in range(m.MetadataLength()):

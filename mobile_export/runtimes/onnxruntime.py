@@ -6,12 +6,13 @@ import hashlib
 import numpy as np
 import onnx
 
+from mobile_export import lazy
+
 
 def session(proto: onnx.ModelProto | bytes, threads: int = 1, *, spinning: bool = True):
     """A CPU InferenceSession of ``proto`` with ``threads`` intra-op threads and quiet logs;
     ``spinning=False`` keeps idle threads from spinning into another runtime's turn when timing."""
-    import onnxruntime as ort
-
+    ort = lazy.load("onnxruntime")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobile_export.runtimes.host import GraphView
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -73,8 +75,6 @@ def check(op: str, scales: list[np.ndarray]) -> float | None:
 def violations(tflite) -> list[Violation]:
     """Every int8 op of the model (bytes, or a ``host.GraphView`` of it) whose scales are outside
     XNNPACK's limits."""
-    from mobile_export.runtimes.host import GraphView
-
     graph = GraphView.of(tflite)
     tensors = graph.tensors
     found = []

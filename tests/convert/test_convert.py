@@ -58,25 +58,26 @@ def _check_artifact(res, precision: Precision):
 
 @pytest.mark.parametrize("name", list_models())
 def test_fp32_export(name, tmp_path):
-    _check_artifact(export(name, precision="fp32", out_dir=tmp_path), Precision.FP32)
+    # at the default 224 px; timing is tested in tests/check and tests/validation
+    _check_artifact(export(name, precision="fp32", out_dir=tmp_path, latency_runs=0), Precision.FP32)
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_fp16_export(name, tmp_path):
-    res = export(name, precision="fp16", out_dir=tmp_path, input_size=96)
+    res = export(name, precision="fp16", out_dir=tmp_path, input_size=96, latency_runs=0)
     _check_artifact(res, Precision.FP16)
 
 
 def test_reexport_is_byte_identical(tmp_path):
-    a = export("mobilenet_v3_small", precision="fp32", out_dir=tmp_path / "a")
-    b = export("mobilenet_v3_small", precision="fp32", out_dir=tmp_path / "b")
+    a = export("mobilenet_v3_small", precision="fp32", out_dir=tmp_path / "a", latency_runs=0)
+    b = export("mobilenet_v3_small", precision="fp32", out_dir=tmp_path / "b", latency_runs=0)
     assert a.tflite_path.read_bytes() == b.tflite_path.read_bytes()
     assert (a.out_dir / "manifest.json").read_bytes() == (b.out_dir / "manifest.json").read_bytes()
 
 
 def test_reexport_replaces_previous_artifact(tmp_path):
-    export("squeezenet1_1", precision="fp32", out_dir=tmp_path, input_size=64)
-    res = export("squeezenet1_1", precision="fp32", out_dir=tmp_path, input_size=96)
+    export("squeezenet1_1", precision="fp32", out_dir=tmp_path, input_size=64, latency_runs=0)
+    res = export("squeezenet1_1", precision="fp32", out_dir=tmp_path, input_size=96, latency_runs=0)
     assert res.manifest["inputs"][0]["shape"] == [1, 96, 96, 3]
     assert sorted(p.name for p in (tmp_path / "squeezenet1_1").iterdir()) == ["fp32"]
 

@@ -88,7 +88,7 @@ def test_params_and_macs_match_paper(name):
     assert abs(macs - spec.paper.macs) / spec.paper.macs <= spec.paper.macs_tolerance, (macs, spec.paper.macs)
     assert spec.paper.macs_tolerance == 0.03 or "not matched" in spec.paper.source
     # `mobile-export list` prints the spec table: it must be the built model's count
-    assert COUNTS[name] == (params, macs), f"models/counts.py is stale for {name}: run python -m mobile_export.models.counts"
+    assert COUNTS[name] == (params, macs), f"models/counts.py is stale for {name}: run python tools/make_counts.py"
 
 
 TV = [n for n in ALL if get_spec(n).torchvision_name]

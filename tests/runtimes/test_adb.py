@@ -144,15 +144,13 @@ def test_nothing_to_run_and_missing_binary_are_refused(fake_device, tmp_path):
     assert not any((fake_device / "device" / "data" / "local" / "tmp").iterdir()), "nothing may be left behind"
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from mobile_export.api import export
+@pytest.fixture
+def exported(mv3_small_64, tmp_path):
+    """A private copy of the session's fp32 / int8 pair (the device tests write reports beside it)."""
+    import shutil
 
-    out = tmp_path_factory.mktemp("adb-export")
-    for precision in ("fp32", "int8"):
-        export("mobilenet_v3_small", precision=precision, input_size=64, out_dir=out, search=False,
-               **({"num_calibration": 32} if precision == "int8" else {}))
-    return out / "mobilenet_v3_small"
+    shutil.copytree(mv3_small_64, tmp_path / "mobilenet_v3_small")
+    return tmp_path / "mobilenet_v3_small"
 
 
 def test_validate_runtime_adb_round_trip(fake_device, exported, capsys):

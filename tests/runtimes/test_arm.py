@@ -145,15 +145,14 @@ def test_missing_qemu_without_apt_names_the_package(monkeypatch):
 
 
 @pytest.mark.slow
-def test_validate_runtime_qemu_reports_identity_and_instruction_ratio(arm_runtime, tmp_path, capsys):
+def test_validate_runtime_qemu_reports_identity_and_instruction_ratio(arm_runtime, mv3_small_64, tmp_path, capsys):
     """`mobile-export validate --runtime qemu`: outputs compared with the host and instruction
     counts for the int8 model and its fp32 sibling."""
-    from mobile_export.api import export
+    import shutil
+
     from mobile_export.cli import main
 
-    for precision in ("fp32", "int8"):
-        export("mobilenet_v3_small", precision=precision, input_size=64, out_dir=tmp_path, search=False,
-               **({"num_calibration": 32} if precision == "int8" else {}))
+    shutil.copytree(mv3_small_64, tmp_path / "mobilenet_v3_small")
     path = tmp_path / "mobilenet_v3_small" / "int8" / "model.tflite"
     code = main(["validate", str(path), "--reference", "mobilenet_v3_small", "--runtime", "qemu", "--num", "16",
                  "--latency-runs", "0", "--cpu", CPU])

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
+from mobile_export import lazy
 from mobile_export.convert.graph import attrs, initializer_arrays, producers_of
 from mobile_export.errors import TensorFlowSetupError
 
@@ -165,6 +166,4 @@ class LoweredGraph:
 
 def onednn_enabled() -> bool:
     """Whether this TensorFlow runs the oneDNN CPU kernels (see ``mobile_export/__init__.py``)."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return bool(lazy.load("tensorflow.python.util._pywrap_util_port").IsMklEnabled())

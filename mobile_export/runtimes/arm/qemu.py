@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_export.runtimes.arm import sysroot as _sysroot
-from mobile_export.runtimes.arm.guest import MARKER_SYSCALL, guest_command
-from mobile_export.runtimes.arm.cpus import DEFAULT_CPU, cpu_spec
 from mobile_export.errors import InvalidOptionError, MobileExportError
+from mobile_export.runtimes.arm import sysroot as _sysroot
+from mobile_export.runtimes.arm.cpus import DEFAULT_CPU, cpu_spec
+from mobile_export.runtimes.arm.guest import MARKER_SYSCALL, guest_command
+from mobile_export.runtimes.host import TFLiteModel, make_interpreter
 
 log = logging.getLogger("mobile_export.runtimes.arm")
 
@@ -67,8 +68,6 @@ class QemuRun:
 
 
 def _check_inputs(model: bytes, x: np.ndarray, host=None) -> tuple[np.ndarray, int]:
-    from mobile_export.runtimes.host import make_interpreter
-
     interp = host.interp if host is not None else make_interpreter(model, xnnpack=False)
     detail = interp.get_input_details()[0]
     shape, dtype = [int(d) for d in detail["shape"]], np.dtype(detail["dtype"])
@@ -158,8 +157,6 @@ def run_float(model: bytes, x_nhwc: np.ndarray, host=None, **kwargs) -> tuple[np
     parameters on the host, run them under qemu (``kwargs`` as for `run_tflite`), dequantize the
     outputs. ``host``: the model already loaded on the host. Returns (float32 outputs, the QemuRun
     with raw outputs and instruction counts)."""
-    from mobile_export.runtimes.host import TFLiteModel
-
     host = host if host is not None else TFLiteModel(model, xnnpack=False)
     run = run_tflite(model, host.quantize_input(np.asarray(x_nhwc, dtype=np.float32)), host=host, **kwargs)
     return host.dequantize_output(run.outputs), run

@@ -29,12 +29,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mobile_export.artifacts import sha256_file
+from mobile_export.errors import UserError, first_few
 from mobile_export.runtimes.arm.cpus import DEFAULT_CPU, CpuSpec, cpu_spec
 from mobile_export.runtimes.arm.guest import guest_command
-from mobile_export.errors import UserError, first_few
 
 log = logging.getLogger("mobile_export.runtimes.arm")
 
@@ -185,8 +186,6 @@ def _download_debs(dest: Path) -> None:
 
 def _wheel_versions() -> dict[str, str]:
     """The host's versions, so the guest runs the same TFLite/XNNPACK build as the host does."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in WHEELS:
         try:
