@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -69,9 +69,8 @@ class ExportResult:
 @dataclass
 class ValidationResult:
     tflite_path: Path
-    out_dir: Path | None
+    out_dir: Path | None  # where the reports were written (None: not written)
     report: Report
-    checks: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -298,7 +297,7 @@ def validate(tflite_path: str | os.PathLike, reference: str | None = None,
     rep.reference = {"name": m["model"], "weights": m.get("weights"), "seed": reference_seed(m),
                      "num_classes": config.num_classes, "input_size": config.input_size}
     rep.stages_s["total"] = round(time.perf_counter() - t0, 3)
-    result = ValidationResult(loaded.path, None, rep, rep.gate.checks)
+    result = ValidationResult(loaded.path, None, rep)
     if opts.write:
         result.out_dir = out_dir
         write_reports(rep, out_dir, opts.junit)
@@ -312,7 +311,7 @@ def write_reports(rep: Report, out: Path, junit: str | os.PathLike | None = None
         jpath = Path(junit)
         try:
             jpath.parent.mkdir(parents=True, exist_ok=True)
-            artifacts.write_text(jpath, validation_junit(doc))
+            artifacts.write_text(jpath, validation_junit(rep))
         except OSError as e:
             raise UserError(f"cannot write the JUnit file {jpath} ({e.strerror or e}); pass a writable --junit path.") from None
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 
 @dataclass
@@ -36,23 +36,22 @@ def to_junit(cases: Iterable[Case], *, suite: str, root: str = "mobile-export", 
     return ET.tostring(top, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def gate_cases(checks: Iterable[Mapping[str, Any]], *, model: str, precision: str) -> list[Case]:
-    """One case per gate check (the report's ``gate.checks`` dicts)."""
+def gate_cases(checks: Iterable[Any], *, model: str, precision: str) -> list[Case]:
+    """One case per gate check (``check.gate.Check``: name, description, measured, op, allowed, passed, skipped)."""
     out = []
     for c in checks:
-        text = f"{c['description']}: measured {c['measured']!r}, allowed {c['op']} {c['allowed']!r}"
-        case = Case(f"mobile_export.gate.{model}.{precision}", c["name"], skipped=c["skipped"])
-        if not c["skipped"] and not c["passed"]:
-            case.failures = [f"measured {c['measured']:.6g}, allowed {c['op']} {c['allowed']:.6g}", text]
+        text = f"{c.description}: measured {c.measured!r}, allowed {c.op} {c.allowed!r}"
+        case = Case(f"mobile_export.gate.{model}.{precision}", c.name, skipped=c.skipped)
+        if not c.skipped and not c.passed:
+            case.failures = [f"measured {c.measured:.6g}, allowed {c.op} {c.allowed:.6g}", text]
         else:
             case.output = text
         out.append(case)
     return out
 
 
-def validation_junit(report: Mapping[str, Any]) -> str:
-    """The JUnit XML of a validation report: one test case per gate check."""
-    model, precision = report["model"], report["precision"]
-    return to_junit(gate_cases(report["gate"]["checks"], model=model, precision=precision),
-                    suite=f"mobile-export validate {model} {precision}",
-                    time_s=report["stages_s"].get("total", 0.0))
+def validation_junit(report: Any) -> str:
+    """The JUnit XML of a validation (``check.report.Report``): one test case per gate check."""
+    return to_junit(gate_cases(report.gate.checks, model=report.model, precision=report.precision),
+                    suite=f"mobile-export validate {report.model} {report.precision}",
+                    time_s=report.stages_s.get("total", 0.0))

@@ -139,7 +139,7 @@ def test_tensor_scope_takes_the_last_fused_scope():
 def test_junit_has_one_testcase_per_check():
     checks = [Check("min_sqnr_db", 20.0, 25.0, True), Check("max_rel_error", 1e-4, 0.3, False, description="err"),
               Check("max_top1_drop_pp", 0.7, None, True, skipped="no labels")]
-    cases = gate_cases([c.to_dict() for c in checks], model="m", precision="int8")
+    cases = gate_cases(checks, model="m", precision="int8")
     root = ET.fromstring(to_junit(cases, suite="mobile-export validate m int8").split("?>", 1)[1])
     cases = root.findall("./testsuite/testcase")
     assert [c.get("name") for c in cases] == ["min_sqnr_db", "max_rel_error", "max_top1_drop_pp"]
