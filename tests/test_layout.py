@@ -219,3 +219,23 @@ def test_imports_are_at_the_top_of_each_module():
                 inside += [f"{m}:{n.lineno} {ast.unparse(n)}" for n in ast.walk(fn)
                            if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not inside, "imports inside functions (move them to the top, or use lazy.load):\n" + "\n".join(inside)
+
+
+def test_tools_use_only_public_names():
+    """tools/ (developer scripts) go through the package's public names: no ``from mobile_export... import
+    _private`` and no ``module._private`` of ours, so a refactor of internals cannot silently break them."""
+    private = []
+    for path in sorted((REPO / "tools").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        ours = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mobile_export"):
+                private += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                            if a.name.startswith("_")]
+                ours.update(a.asname or a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                ours.update(a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("mobile_export"))
+        private += [f"{path.name}:{n.lineno} {ast.unparse(n)}" for n in ast.walk(tree)
+                    if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+                    and isinstance(n.value, ast.Name) and n.value.id in ours]
+    assert not private, "\n".join(private)
