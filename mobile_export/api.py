@@ -98,6 +98,12 @@ def load_data(data: str | os.PathLike | None, config, *, num: int, seed: int) ->
     return load_calibration(data, config, num=num, seed=seed, flag="--data")
 
 
+def check_data_source(data, flag: str = "--data") -> None:
+    """A --data source (or a gate file's ``data``) checked before any work; the shipped names need no check."""
+    if data is not None and str(data) not in (CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
+        check_source(data, flag)
+
+
 def _check_labels(calib, num_classes: int, manifest_labels, warnings: list[str]) -> None:
     if calib.labels is None:
         return
@@ -146,8 +152,8 @@ def _prepare(name: str, options: ExportOptions | None, kwargs: dict):
     if options.calibration is not None:
         check_source(options.calibration)
     gate_file = gates.read_gate_file(options.gate) if options.gate is not None else None
-    if gate_file is not None and gate_file.top.get("data") not in (None, CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
-        check_source(gate_file.top["data"], "--data")
+    if gate_file is not None:
+        check_data_source(gate_file.top.get("data"))
     return options, config, gate_file
 
 
@@ -156,10 +162,6 @@ def _export_plan(b: Built, loaded: Loaded, gate_file, warnings: list[str]) -> tu
     check inputs (float: seeded noise + embedded images; int8: the held-back calibration images) under
     the precision's default bar."""
     thresholds, settings, source = gates.thresholds_for(gate_file, None, b.config.name, b.precision)
-    accuracy_data = None
-    if b.config.weights_spec is not None and b.config.weights_spec.name == "cifar10":
-        accuracy_data = load_cifar10_holdout(b.config)
-        accuracy_data = dataclasses.replace(accuracy_data, source="cifar10 held-out (shipped, never trained on)")
     if gate_file is not None:
         data = gate_data(loaded, b.config, settings.get("data"), int(settings.get("num", 256)), b.options.seed, warnings)
         layer_samples = 4
@@ -169,6 +171,10 @@ def _export_plan(b: Built, loaded: Loaded, gate_file, warnings: list[str]) -> tu
         data = CalibrationSet.build(b.check_x, source="check inputs: seeded noise + embedded images", kind="check",
                                     seed=b.options.seed)
         layer_samples = 0
+    accuracy_data = None  # the shipped CIFAR-10 weights are judged on the held-out images unless data has labels
+    if data.labels is None and b.config.weights_spec is not None and b.config.weights_spec.name == "cifar10":
+        accuracy_data = dataclasses.replace(load_cifar10_holdout(b.config),
+                                            source="cifar10 held-out (shipped, never trained on)")
     runs = b.options.latency_runs if b.options.latency_runs is not None else int(settings.get("latency_runs", 30))
     plan = engine.Plan(thresholds, source, gate_file is None, layer_samples=layer_samples, latency_runs=runs,
                        seed=b.options.seed,
@@ -237,11 +243,8 @@ def _options(options: ValidateOptions | None, kwargs: Mapping[str, Any]) -> Vali
 def _check_early(opts: ValidateOptions, gate_file, out_dir: Path) -> None:
     """The data source, the device and every output path, checked before the reference is built or
     anything runs."""
-    data = opts.data if opts.data is not None else (gate_file.top.get("data") if gate_file else None)
-    if data is not None and str(data) not in (CIFAR10_DEFAULT, CIFAR10_HOLDOUT):
-        check_source(data, "--data")
+    check_data_source(opts.data if opts.data is not None else (gate_file.top.get("data") if gate_file else None))
     if opts.runtime is Runtime.ADB:  # adb and the device, before the reference is built
-
         check_device(opts.device or DeviceOptions())
     if opts.write:
         artifacts.check_target_dir(out_dir, "--out")

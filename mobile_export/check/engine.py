@@ -15,13 +15,14 @@ import torch
 from mobile_export import fidelity as F
 from mobile_export.convert.to_onnx import float32_noise
 from mobile_export.options import Runtime
+from mobile_export.reference import run_torch
 from mobile_export.runtimes.host import runtime_version
 
 from . import devices, fidelity, gate as gates, graph as graphs, latency as lat
 from .accuracy import accuracy, flips
 from .per_layer import compare_layers
 from .report import DataInfo, Gate, Report
-from .runs import Outputs, run_all, run_tflite, run_torch
+from .runs import Outputs, run_all, run_tflite
 
 log = logging.getLogger(__name__)
 

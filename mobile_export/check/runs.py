@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from mobile_export.metrics import as_output
+from mobile_export.reference import run_torch
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,6 @@ def _batched(fn, x: np.ndarray, batch: int, desc: str) -> np.ndarray:
                   disable=None if len(x) > batch else True):
         outs.append(np.asarray(fn(x[i:i + batch])))
     return np.concatenate(outs)
-
-
-def run_torch(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return _batched(lambda b: model(torch.from_numpy(np.ascontiguousarray(b))).numpy(), x, 16, "PyTorch")
 
 
 def run_ort(sess, x: np.ndarray, input_name: str, batch: int) -> np.ndarray:

@@ -30,13 +30,20 @@ class Sessions:
 
     def __init__(self) -> None:
         self._open: dict[tuple[bytes, int], object] = {}
+        self._graphs: dict[int, tuple[object, bytes, bytes]] = {}  # id -> (graph kept alive, bytes, digest)
+
+    def _bytes(self, proto: onnx.ModelProto | bytes) -> tuple[bytes, bytes]:
+        """``proto`` serialized and hashed once per graph object (graphs are not changed once built)."""
+        if id(proto) not in self._graphs:
+            data = proto if isinstance(proto, bytes) else proto.SerializeToString()
+            self._graphs[id(proto)] = (proto, data, hashlib.sha256(data).digest())
+        return self._graphs[id(proto)][1:]
 
     def get(self, proto: onnx.ModelProto | bytes, threads: int = 1):
-        data = proto if isinstance(proto, bytes) else proto.SerializeToString()
-        key = (hashlib.sha256(data).digest(), threads)
-        if key not in self._open:
-            self._open[key] = session(data, threads, spinning=False)
-        return self._open[key]
+        data, digest = self._bytes(proto)
+        if (digest, threads) not in self._open:
+            self._open[digest, threads] = session(data, threads, spinning=False)
+        return self._open[digest, threads]
 
 
 def run_onnxruntime(proto: onnx.ModelProto, inputs: np.ndarray, input_name: str,
